@@ -1,0 +1,26 @@
+"""The one definition of every format this project writes: Parquet rows, tar records, manifests."""
+
+from schemas.rows import (
+    BOX_TYPE,
+    PHRASE_TYPE,
+    ROW_SCHEMA,
+    SCHEMA_VERSION,
+    Status,
+    row_to_json_record,
+    rows_to_table,
+    schema_metadata,
+)
+from schemas.manifest import Manifest, RunRecord
+
+__all__ = [
+    "BOX_TYPE",
+    "PHRASE_TYPE",
+    "ROW_SCHEMA",
+    "SCHEMA_VERSION",
+    "Status",
+    "Manifest",
+    "RunRecord",
+    "row_to_json_record",
+    "rows_to_table",
+    "schema_metadata",
+]

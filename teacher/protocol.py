@@ -1,0 +1,56 @@
+"""What every teacher backend offers: load once per worker, then predict batches.
+
+A backend receives images already decoded and resized on the CPU (uint8, HxWx3), with the
+caption and the character spans of the phrases to ground, and returns boxes in the pixel
+frame given by `width` x `height` (the decoded image's full size), one list per image.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class GroundingSettings:
+    """How token logits become boxes (DESIGN.md, "Grounding semantics")."""
+
+    box_threshold: float = 0.1
+    nms_iou: float = 0.5
+    max_boxes: int = 100
+    prompt_mode: str = "caption"  # "caption" (GLIP contextual grounding) or "phrases"
+
+
+@dataclasses.dataclass
+class TeacherRequest:
+    pixels: np.ndarray  # uint8 [h, w, 3], RGB, resized for the teacher
+    width: int  # frame of the returned boxes (decoded image width)
+    height: int
+    caption: str
+    spans: list[tuple[int, int]]  # phrase character spans into `caption`
+
+
+@dataclasses.dataclass(frozen=True)
+class Detection:
+    phrase: int  # index into the request's spans
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    score: float
+
+    def as_row(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@runtime_checkable
+class Teacher(Protocol):
+    teacher_id: str
+    revision: str
+    device: str
+
+    def predict(self, requests: Sequence[TeacherRequest]) -> list[list[Detection]]:
+        """Boxes for each request, in the same order."""
+        ...

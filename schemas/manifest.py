@@ -35,6 +35,7 @@ class Manifest:
     schema_version: str = SCHEMA_VERSION
     truncated_input: bool = False
     input_error: str | None = None
+    settings: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> bytes:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True).encode("utf-8")

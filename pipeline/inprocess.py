@@ -1,0 +1,132 @@
+"""Run the stages without Ray: CPU preparation in worker processes, teacher in this process,
+writing in a thread. Used where Ray is not available (the GPU benchmark machine) and as the
+plain reference the Ray pipeline is compared with.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import queue
+import threading
+import time
+import traceback
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable
+
+from pipeline.config import LabelConfig
+from pipeline.prepare import PreparedShard, ShardPreparer, TeacherBatch
+from pipeline.run import RunPlan, ShardOutcome
+from pipeline.shards import shard_id
+from pipeline.writer import apply_detections, write_shard
+from teacher.protocol import Teacher
+from teacher.resilient import predict_resilient
+
+_DONE = "__done__"
+
+
+def _prepare_worker(config: LabelConfig, tasks: "mp.Queue", results: "mp.Queue") -> None:
+    preparer = ShardPreparer(config)
+    while True:
+        url = tasks.get()
+        if url is None:
+            results.put((_DONE, None, None))
+            return
+        try:
+            for item in preparer.prepare(url):
+                results.put(("item", url, item))
+        except Exception as exc:  # noqa: BLE001 - reported per shard by the consumer
+            results.put(("error", url, f"{exc.__class__.__name__}: {exc}\n{traceback.format_exc(limit=3)}"))
+
+
+def _prepare_in_thread(config: LabelConfig, urls: list[str], results: "queue.Queue") -> None:
+    preparer = ShardPreparer(config)
+    for url in urls:
+        try:
+            for item in preparer.prepare(url):
+                results.put(("item", url, item))
+        except Exception as exc:  # noqa: BLE001
+            results.put(("error", url, f"{exc.__class__.__name__}: {exc}"))
+    results.put((_DONE, None, None))
+
+
+def run_inprocess(
+    plan: RunPlan,
+    teacher: Teacher,
+    *,
+    on_samples: Callable[[int], None] = lambda n: None,
+    on_outcome: Callable[[ShardOutcome], None] = lambda o: None,
+    cpu_workers: int = 0,
+    queue_batches: int = 8,
+) -> list[ShardOutcome]:
+    """Label `plan.todo`; `cpu_workers=0` prepares in a thread of this process."""
+    cfg = plan.config
+    teacher_id = getattr(teacher, "teacher_id", cfg.teacher)
+    revision = cfg.teacher_revision or getattr(teacher, "revision", "unknown")
+    outcomes: list[ShardOutcome] = []
+    procs: list[mp.Process] = []
+    if cpu_workers > 0:
+        ctx = mp.get_context("spawn")
+        tasks = ctx.Queue()
+        results = ctx.Queue(maxsize=queue_batches)
+        for url in plan.todo:
+            tasks.put(url)
+        for _ in range(cpu_workers):
+            tasks.put(None)
+        procs = [ctx.Process(target=_prepare_worker, args=(cfg, tasks, results), daemon=True) for _ in range(cpu_workers)]
+        for p in procs:
+            p.start()
+        producers = cpu_workers
+    else:
+        results = queue.Queue(maxsize=queue_batches)
+        threading.Thread(target=_prepare_in_thread, args=(cfg, list(plan.todo), results), daemon=True).start()
+        producers = 1
+
+    pending: dict[str, list[tuple[list[int], list]]] = {}
+    teacher_seconds: dict[str, float] = {}
+    writes: list[tuple[str, Future]] = []
+    writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="shard-writer")
+
+    def write(prepared: PreparedShard) -> ShardOutcome:
+        for rows, dets in pending.pop(prepared.url, []):
+            apply_detections(prepared, rows, dets)
+        manifest = write_shard(
+            prepared, output=cfg.output, config_hash=plan.config_hash, settings=plan.settings,
+            teacher_id=teacher_id, teacher_revision=revision, run_id=plan.run_id,
+            timings={"teacher": teacher_seconds.pop(prepared.url, 0.0)},
+        )
+        return ShardOutcome(prepared.shard, manifest=manifest)
+
+    finished = 0
+    while finished < producers:
+        try:
+            kind, url, item = results.get(timeout=5.0)
+        except queue.Empty:
+            if procs and not any(p.is_alive() for p in procs):
+                break
+            continue
+        if kind == _DONE:
+            finished += 1
+        elif kind == "error":
+            pending.pop(url, None)
+            outcome = ShardOutcome(shard_id(url), error=f"shard {shard_id(url)} ({url}) failed: {item}")
+            outcomes.append(outcome)
+            on_outcome(outcome)
+        elif isinstance(item, TeacherBatch):
+            t0 = time.perf_counter()
+            dets = predict_resilient(teacher, item.requests, max_tries=cfg.teacher_tries)
+            teacher_seconds[url] = teacher_seconds.get(url, 0.0) + time.perf_counter() - t0
+            pending.setdefault(url, []).append((item.rows, dets))
+        elif isinstance(item, PreparedShard):
+            on_samples(len(item.rows))
+            writes.append((item.shard, writer.submit(write, item)))
+    for shard, fut in writes:
+        try:
+            outcome = fut.result()
+        except Exception as exc:  # noqa: BLE001
+            outcome = ShardOutcome(shard, error=f"shard {shard}: writing failed: {exc.__class__.__name__}: {exc}")
+        outcomes.append(outcome)
+        on_outcome(outcome)
+    writer.shutdown()
+    for p in procs:
+        p.join(timeout=5)
+    return outcomes

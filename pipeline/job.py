@@ -1,0 +1,97 @@
+"""One labelling run: plan, lock the output, label the shards, write the run record, summarise."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Callable
+
+from tqdm import tqdm
+
+from pipeline import storage
+from pipeline.config import ConfigError, LabelConfig
+from pipeline.run import RunPlan, ShardOutcome, clean_temp_files, plan_run, summary_text, write_run_record
+from pipeline.shards import ShardListError
+
+log = logging.getLogger(__name__)
+
+
+def _progress(plan: RunPlan, enabled: bool) -> tuple[Callable[[int], None], Callable[[ShardOutcome], None], Callable[[], None]]:
+    done_shards = [0]
+    bar = tqdm(total=None, unit="sample", dynamic_ncols=True, disable=not enabled, file=sys.stderr,
+               desc=f"0/{len(plan.todo)} shards")
+
+    def on_samples(n: int) -> None:
+        bar.update(n)
+
+    def on_outcome(outcome: ShardOutcome) -> None:
+        done_shards[0] += 1
+        if done_shards[0] and bar.n:
+            bar.total = int(bar.n / done_shards[0] * len(plan.todo))
+        bar.set_description(f"{done_shards[0]}/{len(plan.todo)} shards")
+        if outcome.error:
+            bar.write(f"shard {outcome.shard} failed: {outcome.error}")
+
+    return on_samples, on_outcome, bar.close
+
+
+def run_job(
+    config: LabelConfig,
+    *,
+    runner: str = "ray",
+    ray_address: str | None = None,
+    progress: bool = True,
+    init_ray: Callable[[str | None], None] | None = None,
+) -> int:
+    """Run the job; return the process exit code (0 only if every shard is done)."""
+    try:
+        plan = plan_run(config)
+    except (ConfigError, ShardListError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (PermissionError, FileNotFoundError) as exc:
+        print(f"error: cannot read {config.input} or {config.output}: {exc}; check the paths and credentials", file=sys.stderr)
+        return 2
+    print(f"{len(plan.shards)} input shard(s): {len(plan.skipped)} already done, {len(plan.todo)} to label "
+          f"(config {plan.config_hash}, run {plan.run_id})", file=sys.stderr)
+    lock = storage.OutputLock(plan.config.output)
+    outcomes: list[ShardOutcome] = []
+    try:
+        lock.acquire(plan.run_id, plan.config_hash)
+    except storage.LockHeldError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    try:
+        lock.start_heartbeat(30.0)
+        if plan.todo:
+            removed = clean_temp_files(plan.config.output)
+            if removed:
+                log.info("removed %d temporary file(s) left by an earlier run", removed)
+            on_samples, on_outcome, close = _progress(plan, progress)
+            try:
+                outcomes = _label(plan, runner, ray_address, init_ray, on_samples, on_outcome)
+            finally:
+                close()
+        record = write_run_record(plan, outcomes, finished=True)
+    finally:
+        lock.release()
+    new_samples = sum(o.manifest.samples for o in outcomes if o.manifest)
+    print(summary_text(record, new_samples), file=sys.stderr)
+    return 1 if record.shards_failed else 0
+
+
+def _label(plan, runner, ray_address, init_ray, on_samples, on_outcome) -> list[ShardOutcome]:
+    if runner == "inprocess":
+        from pipeline.inprocess import run_inprocess
+        from teacher.load import load_teacher
+        from teacher.protocol import GroundingSettings
+
+        cfg = plan.config
+        settings = GroundingSettings(cfg.box_threshold, cfg.nms_iou, cfg.max_boxes, cfg.prompt_mode)
+        teacher = load_teacher(cfg.teacher, settings, device=cfg.device, allow_pickle=cfg.allow_pickle_checkpoint, fast=cfg.fast_teacher)
+        return run_inprocess(plan, teacher, on_samples=on_samples, on_outcome=on_outcome, cpu_workers=cfg.cpu_workers or 0)
+    from pipeline.ray_runner import RayRunner
+
+    if init_ray is not None:
+        init_ray(ray_address)
+    return RayRunner(plan).run(on_samples=on_samples, on_outcome=on_outcome)

@@ -1,0 +1,170 @@
+"""The Ray topology: CPU actors prepare and write shards, GPU actors run the teacher.
+
+The driver never touches image data: batches go from a CPU actor's streaming generator to a
+teacher actor as object refs, and the teacher results go to the writer as refs. Actors load
+their heavy state (spaCy, the model) once and restart if their process dies; a teacher task
+whose actor died is retried on the restarted actor, and a shard whose preparation or writing
+failed is redone from scratch (its outputs are only published at the end, atomically).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Callable
+
+import ray
+from ray.exceptions import RayError
+
+from pipeline.config import LabelConfig
+from pipeline.run import RunPlan, ShardOutcome
+from pipeline.shards import shard_id
+
+log = logging.getLogger(__name__)
+
+
+@ray.remote(max_restarts=-1, max_task_retries=0)
+class PrepareActor:
+    def __init__(self, config: LabelConfig) -> None:
+        from pipeline.prepare import ShardPreparer
+
+        self.preparer = ShardPreparer(config)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def prepare(self, url: str):
+        yield from self.preparer.prepare(url)
+
+    def write(self, prepared, *results, meta: dict):
+        from pipeline.writer import apply_detections, write_shard
+
+        teacher_seconds = 0.0
+        for rows, dets, seconds in results:
+            apply_detections(prepared, rows, dets)
+            teacher_seconds += seconds
+        return write_shard(prepared, timings={"teacher": teacher_seconds}, **meta)
+
+
+@ray.remote(max_restarts=-1, max_task_retries=3)
+class TeacherActor:
+    def __init__(self, config: LabelConfig) -> None:
+        from teacher.load import load_teacher
+        from teacher.protocol import GroundingSettings
+
+        settings = GroundingSettings(config.box_threshold, config.nms_iou, config.max_boxes, config.prompt_mode)
+        self.config = config
+        self.teacher = load_teacher(
+            config.teacher, settings, device=config.device,
+            allow_pickle=config.allow_pickle_checkpoint, fast=config.fast_teacher,
+        )
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def info(self) -> dict:
+        return {"teacher_id": self.teacher.teacher_id, "revision": self.teacher.revision, "device": self.teacher.device}
+
+    def predict(self, batch):
+        import time
+
+        from teacher.resilient import predict_resilient
+
+        t0 = time.perf_counter()
+        dets = predict_resilient(self.teacher, batch.requests, max_tries=self.config.teacher_tries)
+        return batch.rows, dets, time.perf_counter() - t0
+
+
+def default_workers(cfg: LabelConfig) -> tuple[int, int, bool]:
+    """(teacher actors, CPU actors, use GPUs) from flags or the cluster's resources."""
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
+    cpus = int(resources.get("CPU", 1))
+    use_gpu = gpus > 0 and cfg.device != "cpu"
+    teachers = cfg.gpu_workers if cfg.gpu_workers else (gpus if use_gpu else 1)
+    spare = cpus - (0 if use_gpu else teachers)
+    cpu_workers = cfg.cpu_workers if cfg.cpu_workers else max(1, spare)
+    return teachers, cpu_workers, use_gpu
+
+
+class RayRunner:
+    def __init__(self, plan: RunPlan) -> None:
+        cfg = plan.config
+        self.plan = plan
+        n_teachers, n_cpu, use_gpu = default_workers(cfg)
+        teacher_opts = {"num_gpus": 1, "num_cpus": 1} if use_gpu else {"num_cpus": 1}
+        self.teachers = [TeacherActor.options(**teacher_opts).remote(cfg) for _ in range(n_teachers)]
+        self.preparers = [PrepareActor.options(num_cpus=1).remote(cfg) for _ in range(n_cpu)]
+        self._next_teacher = itertools.cycle(range(len(self.teachers)))
+        self._next_preparer = itertools.cycle(range(len(self.preparers)))
+        self._lock = threading.Lock()
+        self.info = ray.get(self.teachers[0].info.remote())
+        self.max_outstanding = max(2, 2 * len(self.teachers))
+        log.info("ray pipeline: %d teacher actor(s) (%s), %d CPU actor(s)", n_teachers, "GPU" if use_gpu else "CPU", n_cpu)
+
+    def _pick(self, which: str):
+        with self._lock:
+            if which == "teacher":
+                return self.teachers[next(self._next_teacher)]
+            return self.preparers[next(self._next_preparer)]
+
+    def _label_once(self, url: str) -> ShardOutcome:
+        cfg = self.plan.config
+        preparer = self._pick("preparer")
+        gen = preparer.prepare.options(num_returns="streaming").remote(url)
+        previous = None
+        results = []
+        for ref in gen:
+            if previous is not None:
+                outstanding = [r for r in results if r is not None]
+                if len(outstanding) >= self.max_outstanding:
+                    ray.wait(outstanding, num_returns=len(outstanding) - self.max_outstanding + 1)
+                results.append(self._pick("teacher").predict.remote(previous))
+            previous = ref
+        if previous is None:
+            raise RuntimeError(f"shard {url} produced nothing")
+        meta = dict(
+            output=cfg.output, config_hash=self.plan.config_hash, settings=self.plan.settings,
+            teacher_id=self.info["teacher_id"], teacher_revision=cfg.teacher_revision or self.info["revision"],
+            run_id=self.plan.run_id,
+        )
+        manifest = ray.get(self._pick("preparer").write.remote(previous, *results, meta=meta))
+        return ShardOutcome(manifest.shard, manifest=manifest)
+
+    def label_shard(self, url: str) -> ShardOutcome:
+        sid = shard_id(url)
+        last = ""
+        for attempt in range(self.plan.config.shard_retries + 1):
+            try:
+                return self._label_once(url)
+            except (RayError, OSError, RuntimeError, ValueError) as exc:
+                last = _describe(exc)
+                log.warning("shard %s attempt %d failed: %s", sid, attempt + 1, last)
+        return ShardOutcome(sid, error=f"shard {sid} ({url}) failed after {self.plan.config.shard_retries + 1} attempts: {last}")
+
+    def run(
+        self,
+        on_samples: Callable[[int], None] = lambda n: None,
+        on_outcome: Callable[[ShardOutcome], None] = lambda o: None,
+    ) -> list[ShardOutcome]:
+        cfg = self.plan.config
+        in_flight = cfg.shards_in_flight or max(2, len(self.preparers) + len(self.teachers))
+        outcomes = []
+        with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="shard") as pool:
+            futures = [pool.submit(self.label_shard, url) for url in self.plan.todo]
+            for fut in as_completed(futures):
+                outcome = fut.result()
+                outcomes.append(outcome)
+                if outcome.manifest:
+                    on_samples(outcome.manifest.samples)
+                on_outcome(outcome)
+        return outcomes
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    cause = next((line for line in reversed(text) if line.strip()), exc.__class__.__name__)
+    return f"{exc.__class__.__name__}: {cause}"[:500]

@@ -1,0 +1,107 @@
+"""Where a teacher checkpoint comes from: a Hugging Face id, a local directory or an s3:// prefix.
+
+An `s3://` (or any remote fsspec) prefix is copied once per node into a local cache directory,
+guarded by a file lock so several workers on one node do not download it twice.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+from pathlib import Path
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names it and the fix."""
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("PSEUDOLABEL_CACHE", Path.home() / ".cache" / "glip-pseudolabel"))
+
+
+def is_remote(spec: str) -> bool:
+    return "://" in spec and not spec.startswith("file://")
+
+
+def materialise(spec: str) -> str:
+    """Return a local directory (or a hub id unchanged) for `spec`; copies remote prefixes once."""
+    if spec.startswith("file://"):
+        spec = spec[len("file://"):]
+    if not is_remote(spec):
+        return spec
+    import fsspec
+
+    digest = hashlib.sha256(spec.rstrip("/").encode()).hexdigest()[:16]
+    target = cache_root() / "checkpoints" / digest
+    done = target / ".complete"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(str(target) + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            fs, root = fsspec.core.url_to_fs(spec)
+            files = [p for p in fs.find(root) if not p.endswith("/")]
+            if not files:
+                raise CheckpointError(f"teacher checkpoint {spec} holds no files; check the --teacher prefix")
+            tmp = Path(str(target) + ".partial")
+            tmp.mkdir(parents=True, exist_ok=True)
+            for path in files:
+                rel = os.path.relpath(path, root.rstrip("/"))
+                if rel.startswith(".."):
+                    continue
+                dest = tmp / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                fs.get_file(path, str(dest))
+            if target.exists():
+                import shutil
+
+                shutil.rmtree(target)
+            tmp.rename(target)
+            done.write_text(spec)
+    return str(target)
+
+
+def check_weight_format(path: str, allow_pickle: bool) -> None:
+    """Refuse pickle-only checkpoints (arbitrary code on load) unless the user allows them."""
+    p = Path(path)
+    if not p.is_dir():
+        return
+    names = [f.name for f in p.iterdir()]
+    has_safetensors = any(n.endswith(".safetensors") or n.endswith(".safetensors.index.json") for n in names)
+    has_pickle = any(n.endswith(PICKLE_SUFFIXES) for n in names)
+    if not has_safetensors and has_pickle and not allow_pickle:
+        raise CheckpointError(
+            f"teacher checkpoint {path} has only pickle weights; convert it to safetensors "
+            "or pass --allow-pickle-checkpoint if you trust its source"
+        )
+
+
+def local_revision(path: str) -> str:
+    """A short content id of a local checkpoint: its config and the weight files' headers and sizes."""
+    p = Path(path)
+    if not p.is_dir():
+        return "unknown"
+    h = hashlib.sha256()
+    for f in sorted(p.iterdir()):
+        if f.name.startswith(".") or not f.is_file():
+            continue
+        h.update(f.name.encode())
+        h.update(str(f.stat().st_size).encode())
+        with open(f, "rb") as fh:
+            h.update(fh.read(1 << 20))
+    return h.hexdigest()[:16]
+
+
+def hub_revision(model_config: object) -> str | None:
+    commit = getattr(model_config, "_commit_hash", None)
+    return str(commit) if commit else None
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}

@@ -1,0 +1,161 @@
+"""Default teacher backend: `transformers` zero-shot detectors of the Grounding DINO family.
+
+DESIGN.md's grounding semantics are applied here on the model's token logits (not through
+transformers' post-processing): phrases map to tokens by the tokenizer's offsets, a box's phrase
+score is the mean token probability, then threshold, per-phrase NMS and top-K.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from teacher.checkpoints import (
+    CheckpointError,
+    check_weight_format,
+    hub_revision,
+    local_revision,
+    materialise,
+    read_json,
+)
+from teacher.grounding import cxcywh_to_xyxy, merge_detections, phrase_scores, positive_map, select_detections
+from teacher.prompts import Prompt, build_prompts
+from teacher.protocol import Detection, GroundingSettings, TeacherRequest
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class GroundingDinoTeacher:
+    """Loads once per worker; `predict` grounds a batch of images with different captions."""
+
+    def __init__(
+        self,
+        spec: str,
+        settings: GroundingSettings = GroundingSettings(),
+        *,
+        device: str | None = None,
+        allow_pickle: bool = False,
+        fast: bool = True,
+        revision: str | None = None,
+    ) -> None:
+        from transformers import AutoModelForZeroShotObjectDetection, AutoTokenizer
+
+        self.settings = settings
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        path = materialise(spec)
+        is_dir = Path(path).is_dir()
+        if is_dir:
+            check_weight_format(path, allow_pickle)
+        elif spec.startswith((".", "/")):
+            raise CheckpointError(f"teacher checkpoint {spec} does not exist; give a local directory, an s3:// prefix or a Hugging Face id")
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=False)
+            self.model = AutoModelForZeroShotObjectDetection.from_pretrained(
+                path, revision=revision, trust_remote_code=False, use_safetensors=None if allow_pickle else True
+            )
+        except OSError as exc:
+            raise CheckpointError(
+                f"cannot load teacher checkpoint {spec} ({exc.__class__.__name__}: {str(exc).splitlines()[0]}); "
+                "give a local directory with config.json and safetensors weights, an s3:// prefix, "
+                "or a Hugging Face id reachable from this machine"
+            ) from exc
+        self.model.eval().to(self.device)
+        self.teacher_id = spec
+        self.revision = revision or (local_revision(path) if is_dir else hub_revision(self.model.config) or "unknown")
+        self.max_text_len = int(getattr(self.model.config, "max_text_len", 256))
+        proc = read_json(Path(path) / "preprocessor_config.json") if is_dir else {}
+        mean = proc.get("image_mean", IMAGENET_MEAN)
+        std = proc.get("image_std", IMAGENET_STD)
+        self._mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1) * 255.0
+        self._std = torch.tensor(std, device=self.device).view(1, 3, 1, 1) * 255.0
+        self.autocast_dtype = torch.bfloat16 if self.device.startswith("cuda") else None
+        self.fast_modules = 0
+        if fast and self.device.startswith("cuda"):
+            self.fast_modules = _install_fast_path(self.model)
+
+    def _pixels(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pad uint8 HxWx3 images into one batch; normalise on the device."""
+        h = max(im.shape[0] for im in images)
+        w = max(im.shape[1] for im in images)
+        batch = torch.zeros((len(images), h, w, 3), dtype=torch.uint8)
+        mask = torch.zeros((len(images), h, w), dtype=torch.long)
+        for i, im in enumerate(images):
+            batch[i, : im.shape[0], : im.shape[1]] = torch.from_numpy(im if im.flags.writeable else im.copy())
+            mask[i, : im.shape[0], : im.shape[1]] = 1
+        if self.device.startswith("cuda"):
+            batch, mask = batch.pin_memory(), mask.pin_memory()
+        batch = batch.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
+        pixels = (batch - self._mean) / self._std
+        return pixels.contiguous(), mask.to(self.device, non_blocking=True)
+
+    @torch.inference_mode()
+    def _forward(self, texts: list[str], images: list[np.ndarray]):
+        enc = self.tokenizer(
+            texts,
+            padding="longest",
+            truncation=True,
+            max_length=self.max_text_len,
+            return_offsets_mapping=True,
+            return_tensors="pt",
+        )
+        offsets = enc.pop("offset_mapping").tolist()
+        pixels, mask = self._pixels(images)
+        inputs = {
+            "input_ids": enc["input_ids"].to(self.device),
+            "attention_mask": enc["attention_mask"].to(self.device),
+            "token_type_ids": torch.zeros_like(enc["input_ids"]).to(self.device),
+            "pixel_values": pixels,
+            "pixel_mask": mask,
+        }
+        if self.autocast_dtype is not None:
+            with torch.autocast("cuda", dtype=self.autocast_dtype):
+                out = self.model(**inputs)
+        else:
+            out = self.model(**inputs)
+        return out.logits.float(), out.pred_boxes.float(), offsets
+
+    def predict(self, requests: Sequence[TeacherRequest]) -> list[list[Detection]]:
+        s = self.settings
+        jobs: list[tuple[int, Prompt]] = []
+        for ri, req in enumerate(requests):
+            for prompt in build_prompts(req.caption, req.spans, self.tokenizer, mode=s.prompt_mode, max_tokens=self.max_text_len):
+                jobs.append((ri, prompt))
+        found: list[list[tuple]] = [[] for _ in requests]
+        prompts_per_request = [0] * len(requests)
+        if jobs:
+            logits, boxes, offsets = self._forward([p.text for _, p in jobs], [requests[ri].pixels for ri, _ in jobs])
+            for j, (ri, prompt) in enumerate(jobs):
+                prompts_per_request[ri] += 1
+                req = requests[ri]
+                pos = positive_map(offsets[j], prompt.spans, logits.shape[-1])
+                scores = phrase_scores(logits[j], pos)
+                scale = torch.tensor([req.width, req.height, req.width, req.height], device=boxes.device)
+                xyxy = cxcywh_to_xyxy(boxes[j]) * scale
+                dets = select_detections(
+                    scores, xyxy, width=req.width, height=req.height,
+                    box_threshold=s.box_threshold, nms_iou=s.nms_iou, max_boxes=s.max_boxes,
+                )
+                found[ri].extend((prompt.phrase_ids[p], *rest) for p, *rest in dets)
+        results = []
+        for ri, dets in enumerate(found):
+            if prompts_per_request[ri] > 1:
+                dets = merge_detections(dets, nms_iou=s.nms_iou, max_boxes=s.max_boxes)
+            results.append([Detection(*d) for d in dets])
+        return results
+
+
+def _install_fast_path(model: torch.nn.Module) -> int:
+    """Swap in the fused deformable-attention kernel; fall back to eager when unavailable."""
+    try:
+        from teacher.msda import install_fast_attention
+    except ImportError as exc:
+        log.warning("fast deformable attention unavailable (%s); using the eager path", exc)
+        return 0
+    return install_fast_attention(model)

@@ -1,0 +1,44 @@
+"""Pick and load a teacher backend from the `--teacher` spec."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from teacher.checkpoints import materialise, read_json
+from teacher.protocol import GroundingSettings, Teacher
+
+
+def _is_glip(spec: str) -> bool:
+    if spec.startswith(("glip-t:", "glip-l:")):
+        return True
+    local = Path(spec)
+    return local.is_dir() and read_json(local / "config.json").get("model_type") == "glip"
+
+
+def load_teacher(
+    spec: str,
+    settings: GroundingSettings,
+    *,
+    device: str | None = None,
+    allow_pickle: bool = False,
+    fast: bool = True,
+) -> Teacher:
+    """Load the backend `spec` names: `glip-t:PATH`, `glip-l:PATH`, a converted GLIP directory,
+    or (the default) a Grounding DINO family checkpoint: hub id, local directory or s3:// prefix."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    if not spec.startswith(("glip-t:", "glip-l:")) and "://" in spec:
+        spec_local = materialise(spec)
+    else:
+        spec_local = spec
+    if _is_glip(spec_local):
+        from teacher.glip import load_glip_teacher
+
+        return load_glip_teacher(spec_local, settings, device)
+    from teacher.grounding_dino import GroundingDinoTeacher
+
+    teacher = GroundingDinoTeacher(spec_local, settings, device=device, allow_pickle=allow_pickle, fast=fast)
+    teacher.teacher_id = spec
+    return teacher

@@ -1,0 +1,111 @@
+"""`python -m teacher.tiny DIR`: write a tiny randomly initialised Grounding DINO checkpoint.
+
+It is a real `transformers` checkpoint (safetensors weights, config, tokenizer, image processor
+config) with a WordPiece vocabulary built offline, so tests and the demo load it through exactly
+the code path of a real checkpoint such as `IDEA-Research/grounding-dino-tiny`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import string
+import sys
+from pathlib import Path
+
+COMMON_WORDS = """
+a an the of in on at to with and or for from by near next under over behind front top side
+man woman person people child children boy girl baby family couple group crowd player team
+dog cat horse bird cow sheep animal fish car truck bus bike bicycle motorcycle boat train plane
+house building street road city tree trees flower flowers grass field park beach sea ocean water
+river lake mountain mountains sky cloud clouds snow sun light table chair sofa bed room kitchen
+window door wall floor shirt hat dress jacket shoes glasses bag ball frisbee food plate cup
+red blue green yellow white black brown orange pink purple gray grey old young small large big
+little wooden stone glass modern vintage beautiful happy smiling sitting standing walking running
+playing holding wearing looking photo image picture background view stock vector illustration
+""".split()
+
+
+def build_vocab() -> list[str]:
+    """Special tokens, single characters and their `##` continuations, then common words."""
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    chars = [c for c in string.ascii_lowercase + string.digits + string.punctuation]
+    vocab = specials + chars + ["##" + c for c in string.ascii_lowercase + string.digits]
+    seen = set(vocab)
+    for word in COMMON_WORDS:
+        if word not in seen:
+            vocab.append(word)
+            seen.add(word)
+    return vocab
+
+
+def tiny_config(vocab_size: int):
+    from transformers import BertConfig, GroundingDinoConfig, SwinConfig
+
+    backbone = SwinConfig(
+        embed_dim=24,
+        depths=[1, 1, 1, 1],
+        num_heads=[1, 1, 2, 2],
+        window_size=7,
+        out_features=["stage2", "stage3", "stage4"],
+    )
+    text = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+    )
+    return GroundingDinoConfig(
+        backbone_config=backbone,
+        text_config=text,
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=2,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        num_queries=50,
+        num_feature_levels=4,
+        encoder_n_points=2,
+        decoder_n_points=2,
+        max_text_len=256,
+    )
+
+
+def write_tiny_teacher(out_dir: str | Path, seed: int = 0) -> Path:
+    """Write the tiny checkpoint to `out_dir` and return it."""
+    import torch
+    from transformers import BertTokenizerFast, GroundingDinoForObjectDetection
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    vocab = build_vocab()
+    vocab_file = out / "vocab.txt"
+    vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True, model_max_length=256)
+    tokenizer.save_pretrained(out)
+    torch.manual_seed(seed)
+    model = GroundingDinoForObjectDetection(tiny_config(len(vocab)))
+    model.eval()
+    model.save_pretrained(out, safe_serialization=True)
+    (out / "preprocessor_config.json").write_text(
+        '{"image_processor_type": "GroundingDinoImageProcessor", "image_mean": [0.485, 0.456, 0.406],'
+        ' "image_std": [0.229, 0.224, 0.225], "size": {"shortest_edge": 800, "longest_edge": 1333}}\n'
+    )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir", help="directory to write the checkpoint to")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    path = write_tiny_teacher(args.out_dir, seed=args.seed)
+    print(f"wrote tiny Grounding DINO teacher to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

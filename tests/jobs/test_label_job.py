@@ -1,0 +1,85 @@
+"""The labelling job end to end (in-process runner: fast), then resume and config changes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from jobs.label_cc12m import main
+from tests.jobs.conftest import FAST_FLAGS, copy_inputs
+from tests.jobs.output_checks import check_output
+
+
+def _snapshot(root: Path) -> dict[str, tuple[str, int]]:
+    return {
+        str(p.relative_to(root)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+        for p in root.rglob("*") if p.is_file() and "_runs" not in p.parts
+    }
+
+
+def test_job_on_real_and_generated_shards_then_rerun_and_config_change(tmp_path, tiny_teacher, generated_shards, cc12m_shard, capsys):
+    inputs = copy_inputs(tmp_path / "in", generated_shards, cc12m_shard)
+    pattern = str(inputs / "*.tar")
+    out = tmp_path / "out"
+    args = ["--input", pattern, "--output", str(out), "--teacher", tiny_teacher, "--runner", "inprocess",
+            "--no-progress", "--box-threshold", "0.05", *FAST_FLAGS]
+    assert main(args) == 0
+    totals = check_output(str(out), pattern)
+    assert totals["rows"] == 12 * 2 + 32
+    assert totals["ok"] > 0 and totals["boxes"] > 0
+    runs = list((out / "_runs").glob("*.json"))
+    assert len(runs) == 1
+    record = json.loads(runs[0].read_text())
+    assert record["shards_done"] == 3 and record["samples"] == totals["rows"]
+    assert record["config"]["box_threshold"] == 0.05
+
+    before = _snapshot(out)
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "0 to label" in capsys.readouterr().err
+    assert _snapshot(out) == before, "a rerun must not touch finished shards"
+
+    changed = [a if a != "0.05" else "0.3" for a in args]
+    assert main(changed) == 2
+    err = capsys.readouterr().err
+    assert "box_threshold: 0.05 -> 0.3" in err and "--overwrite" in err
+    assert _snapshot(out) == before
+
+    assert main(changed + ["--overwrite"]) == 0
+    for manifest in (out / "_manifests").glob("*.json"):
+        data = json.loads(manifest.read_text())
+        assert data["settings"]["box_threshold"] == 0.3
+    check_output(str(out), pattern)
+
+
+def test_bad_flags_and_inputs_give_one_clear_sentence(tmp_path, tiny_teacher, capsys):
+    assert main(["--input", str(tmp_path / "nothing-*.tar"), "--output", str(tmp_path / "o"), "--teacher", tiny_teacher]) == 2
+    assert "matched no .tar shards" in capsys.readouterr().err
+    assert main(["--input", "x", "--output", "y", "--teacher", "t", "--box-threshold", "2"]) == 2
+    assert "--box-threshold 2.0 is outside [0, 1]" in capsys.readouterr().err
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("box_treshold: 0.2\n")
+    assert main(["--config", str(cfg), "--input", "x", "--output", "y", "--teacher", "t"]) == 2
+    assert "unknown setting(s) box_treshold" in capsys.readouterr().err
+
+
+def test_yaml_config_is_used_and_flags_override_it(tmp_path, tiny_teacher, generated_shards):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("box_threshold: 0.2\nmax_boxes: 3\nprompt_mode: phrases\n")
+    out = tmp_path / "out"
+    pattern = str(generated_shards / "00000.tar")
+    assert main(["--config", str(cfg), "--input", pattern, "--output", str(out), "--teacher", tiny_teacher,
+                 "--runner", "inprocess", "--no-progress", "--max-boxes", "2", *FAST_FLAGS]) == 0
+    manifest = json.loads((out / "_manifests" / "00000.json").read_text())
+    assert manifest["settings"]["box_threshold"] == 0.2
+    assert manifest["settings"]["max_boxes"] == 2
+    assert manifest["settings"]["prompt_mode"] == "phrases"
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(out / "parquet" / "00000.parquet").to_pylist()
+    assert all(len(r["boxes"]) <= 2 for r in rows)
+    assert all(b["score"] >= 0.2 for r in rows for b in r["boxes"])
+    check_output(str(out), pattern)

@@ -49,8 +49,8 @@ def run_job(
     except (ConfigError, ShardListError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (PermissionError, FileNotFoundError) as exc:
-        print(f"error: cannot read {config.input} or {config.output}: {exc}; check the paths and credentials", file=sys.stderr)
+    except OSError as exc:
+        print(f"error: cannot read --input {config.input} or --output {config.output}: {exc}", file=sys.stderr)
         return 2
     print(f"{len(plan.shards)} input shard(s): {len(plan.skipped)} already done, {len(plan.todo)} to label "
           f"(config {plan.config_hash}, run {plan.run_id})", file=sys.stderr)
@@ -61,6 +61,9 @@ def run_job(
     except storage.LockHeldError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
+    except OSError as exc:
+        print(f"error: cannot write to --output {config.output}: {exc}", file=sys.stderr)
+        return 2
     try:
         lock.start_heartbeat(30.0)
         if plan.todo:

@@ -103,7 +103,9 @@ class RayRunner:
         self._lock = threading.Lock()
         self.info = ray.get(self.teachers[0].info.remote())
         self.max_outstanding = max(2, 2 * len(self.teachers))
-        log.info("ray pipeline: %d teacher actor(s) (%s), %d CPU actor(s)", n_teachers, "GPU" if use_gpu else "CPU", n_cpu)
+        pids = ray.get([a.pid.remote() for a in self.teachers]), ray.get([a.pid.remote() for a in self.preparers])
+        log.info("ray pipeline: %d teacher actor(s) on %s (pids %s), %d CPU actor(s) (pids %s)",
+                 n_teachers, "GPU" if use_gpu else "CPU", pids[0], n_cpu, pids[1])
 
     def _pick(self, which: str):
         with self._lock:

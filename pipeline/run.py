@@ -153,6 +153,7 @@ def write_run_record(plan: RunPlan, outcomes: Iterable[ShardOutcome], *, finishe
         boxes=boxes,
         samples=samples,
         seconds=round(time.time() - plan.started, 3),
+        warnings={o.shard: o.manifest.input_error or "input truncated" for o in outcomes if o.manifest and o.manifest.truncated_input},
     )
     storage.publish_bytes(storage.join(plan.config.output, "_runs", f"{plan.run_id}.json"), record.to_json())
     return record
@@ -167,6 +168,8 @@ def summary_text(record: RunRecord, new_samples: int) -> str:
         f"boxes: {record.boxes} ({record.boxes / ok:.2f} per ok sample)" if ok else f"boxes: {record.boxes}",
         f"throughput: {new_samples / record.seconds:.1f} samples/s over {record.seconds:.1f}s" if record.seconds > 0 else "",
     ]
+    for shard, why in sorted(record.warnings.items()):
+        lines.append(f"WARNING shard {shard}: {why}; its rows cover the samples before the damage")
     for shard, why in sorted(record.shards_failed.items()):
         lines.append(f"FAILED shard {shard}: {why}")
     return "\n".join(line for line in lines if line)

@@ -66,6 +66,7 @@ class RunRecord:
     samples: int
     seconds: float
     schema_version: str = SCHEMA_VERSION
+    warnings: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> bytes:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True).encode("utf-8")

@@ -57,8 +57,15 @@ def run_inprocess(
     on_outcome: Callable[[ShardOutcome], None] = lambda o: None,
     cpu_workers: int = 0,
     queue_batches: int = 8,
+    stats: dict | None = None,
 ) -> list[ShardOutcome]:
-    """Label `plan.todo`; `cpu_workers=0` prepares in a thread of this process."""
+    """Label `plan.todo`; `cpu_workers=0` prepares in a thread of this process.
+
+    `stats`, when given, receives `first_batch_at` (perf_counter time of the first teacher
+    batch, to tell start-up from steady state) and `teacher_seconds`.
+    """
+    stats = stats if stats is not None else {}
+    stats.setdefault("teacher_seconds", 0.0)
     cfg = plan.config
     teacher_id = getattr(teacher, "teacher_id", cfg.teacher)
     revision = cfg.teacher_revision or getattr(teacher, "revision", "unknown")
@@ -113,8 +120,11 @@ def run_inprocess(
             on_outcome(outcome)
         elif isinstance(item, TeacherBatch):
             t0 = time.perf_counter()
+            stats.setdefault("first_batch_at", t0)
+            stats["images_after_first"] = stats.get("images_after_first", -len(item.requests)) + len(item.requests)
             dets = predict_resilient(teacher, item.requests, max_tries=cfg.teacher_tries)
             teacher_seconds[url] = teacher_seconds.get(url, 0.0) + time.perf_counter() - t0
+            stats["teacher_seconds"] += time.perf_counter() - t0
             pending.setdefault(url, []).append((item.rows, dets))
         elif isinstance(item, PreparedShard):
             on_samples(len(item.rows))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import torch
 
 
@@ -55,30 +56,39 @@ def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(union > 0, inter / union, torch.zeros_like(inter))
 
 
-def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
-    """Greedy NMS; returns kept indices sorted by descending score (ties by index)."""
+def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, max_keep: int | None = None) -> torch.Tensor:
+    """Greedy NMS; kept indices by descending score (ties by index), at most `max_keep`.
+
+    The IoU matrix is computed on the boxes' device in one shot; the greedy pass runs on the
+    host over a boolean matrix and stops as soon as `max_keep` boxes are kept.
+    """
     if boxes.numel() == 0:
         return torch.zeros((0,), dtype=torch.long, device=boxes.device)
     order = torch.sort(scores, descending=True, stable=True).indices
-    ious = box_iou(boxes[order], boxes[order]).cpu()
+    overlaps = (box_iou(boxes[order], boxes[order]) > iou_threshold).cpu().numpy()
     n = order.numel()
-    suppressed = torch.zeros(n, dtype=torch.bool)
+    limit = n if max_keep is None else max_keep
+    suppressed = np.zeros(n, dtype=bool)
     keep: list[int] = []
     for i in range(n):
         if suppressed[i]:
             continue
         keep.append(i)
-        suppressed |= ious[i] > iou_threshold
+        if len(keep) >= limit:
+            break
+        suppressed |= overlaps[i]
     return order[torch.tensor(keep, dtype=torch.long, device=order.device)]
 
 
-def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+def batched_nms(
+    boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, iou_threshold: float, max_keep: int | None = None
+) -> torch.Tensor:
     """NMS within each group (phrase): boxes of different groups never suppress each other."""
     if boxes.numel() == 0:
         return torch.zeros((0,), dtype=torch.long, device=boxes.device)
     span = boxes.max() - boxes.min() + 1
     shifted = boxes + (groups.to(boxes.dtype) * span)[:, None]
-    return nms(shifted, scores, iou_threshold)
+    return nms(shifted, scores, iou_threshold, max_keep)
 
 
 def cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
@@ -123,7 +133,7 @@ def select_detections(
          torch.maximum(boxes[:, 0], boxes[:, 2]), torch.maximum(boxes[:, 1], boxes[:, 3])],
         dim=-1,
     )
-    kept = batched_nms(boxes, best, phrase, nms_iou)[:max_boxes]
+    kept = batched_nms(boxes, best, phrase, nms_iou, max_boxes)
     best = best[kept].clamp(0.0, 1.0).cpu().tolist()
     phrase = phrase[kept].cpu().tolist()
     boxes = boxes[kept].cpu().tolist()
@@ -139,5 +149,5 @@ def merge_detections(
     t = torch.tensor([d[1:5] for d in detections], dtype=torch.float32)
     s = torch.tensor([d[5] for d in detections], dtype=torch.float32)
     g = torch.tensor([d[0] for d in detections], dtype=torch.long)
-    kept = batched_nms(t, s, g, nms_iou)[:max_boxes].tolist()
+    kept = batched_nms(t, s, g, nms_iou, max_boxes).tolist()
     return [detections[i] for i in kept]

@@ -154,7 +154,7 @@ class GroundingDinoTeacher:
 def _install_fast_path(model: torch.nn.Module) -> int:
     """Swap in the fused deformable-attention kernel; fall back to eager when unavailable."""
     try:
-        from teacher.msda import install_fast_attention
+        from teacher.fast_attention import install_fast_attention
     except ImportError as exc:
         log.warning("fast deformable attention unavailable (%s); using the eager path", exc)
         return 0

@@ -1,0 +1,164 @@
+"""Teacher-only rate vs the in-process pipeline rate (read, parse, decode, teacher, write).
+
+Prepared for one `device` run on a GPU machine (no Ray there): it writes a full-size random
+Grounding DINO (Swin-T, the default config) and sample shards, measures the teacher alone on
+prepared batches, then the whole pipeline with CPU worker processes, and prints a table.
+
+    python bench/gpu_pipeline.py --shards 8 --samples 64 --cpu-workers 12
+    python bench/gpu_pipeline.py --device cpu --tiny --shards 2 --samples 8   # smoke run here
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def write_full_teacher(out: Path) -> Path:
+    """The default GroundingDinoConfig (Swin-T backbone), random weights, our offline vocabulary."""
+    import torch
+    from transformers import BertConfig, BertTokenizerFast, GroundingDinoConfig, GroundingDinoForObjectDetection
+
+    from teacher.tiny import build_vocab
+
+    out.mkdir(parents=True, exist_ok=True)
+    vocab = build_vocab()
+    (out / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizerFast(vocab_file=str(out / "vocab.txt"), do_lower_case=True, model_max_length=256).save_pretrained(out)
+    torch.manual_seed(0)
+    model = GroundingDinoForObjectDetection(GroundingDinoConfig(text_config=BertConfig(vocab_size=len(vocab))))
+    model.save_pretrained(out, safe_serialization=True)
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--shards", type=int, default=8)
+    p.add_argument("--samples", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--cpu-workers", type=int, default=12)
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--tiny", action="store_true", help="tiny model and small inputs (CPU smoke run)")
+    p.add_argument("--max-side", type=int, default=1024, help="largest generated image side")
+    args = p.parse_args()
+
+    from pipeline.config import build_config
+    from pipeline.inprocess import run_inprocess
+    from pipeline.prepare import PreparedShard, ShardPreparer, TeacherBatch
+    from pipeline.run import plan_run
+    from teacher.load import load_teacher
+    from teacher.protocol import GroundingSettings
+    from teacher.resilient import predict_resilient
+
+    work = Path(tempfile.mkdtemp(prefix="gpu-pipeline-"))
+    t0 = time.perf_counter()
+    _write_shards_parallel(work / "in", args.shards, args.samples, args.max_side)
+    if args.tiny:
+        from teacher.tiny import write_tiny_teacher
+
+        ckpt = write_tiny_teacher(work / "teacher")
+        sizes = {"min_size": 320, "max_size": 512}
+    else:
+        ckpt = write_full_teacher(work / "teacher")
+        sizes = {}
+    print(f"setup {time.perf_counter() - t0:.1f}s", flush=True)
+    base = dict(input=str(work / "in" / "*.tar"), teacher=str(ckpt), batch_size=args.batch_size, device=args.device, **sizes)
+    settings = GroundingSettings()
+    results: dict[str, dict] = {}
+
+    preparer = ShardPreparer(build_config(dict(base, output=str(work / "unused"))))
+    batches: list[TeacherBatch] = []
+    for url in sorted(str(u) for u in (work / "in").glob("*.tar")):
+        for item in preparer.prepare(url):
+            if isinstance(item, TeacherBatch):
+                batches.append(item)
+    n_images = sum(len(b.requests) for b in batches)
+    for label, fast in (("teacher eager bf16", False), ("teacher fast", True)):
+        try:
+            teacher = load_teacher(str(ckpt), settings, device=args.device, fast=fast)
+            predict_resilient(teacher, batches[0].requests)  # warm-up
+            predict_resilient(teacher, batches[-1].requests)
+            _sync(args.device)
+            t = time.perf_counter()
+            for b in batches:
+                predict_resilient(teacher, b.requests)
+            _sync(args.device)
+            dt = time.perf_counter() - t
+            results[label] = {"images": n_images, "seconds": dt, "images_per_s": n_images / dt,
+                              "fast_modules": getattr(teacher, "fast_modules", 0)}
+            print(label, results[label], flush=True)
+        except Exception as exc:  # noqa: BLE001 - one failing variant still prints the others
+            results[label] = {"error": f"{exc.__class__.__name__}: {exc}"}
+            print(label, results[label], flush=True)
+
+    for label, fast in (("pipeline in-process (fast teacher)", True),):
+        try:
+            cfg = build_config(dict(base, output=str(work / f"out-{int(fast)}"), fast_teacher=fast, cpu_workers=args.cpu_workers))
+            teacher = load_teacher(str(ckpt), settings, device=args.device, fast=fast)
+            predict_resilient(teacher, batches[0].requests)
+            plan = plan_run(cfg)
+            stats: dict = {}
+            t = time.perf_counter()
+            outcomes = run_inprocess(plan, teacher, cpu_workers=args.cpu_workers, stats=stats)
+            t_end = time.perf_counter()
+            ok = sum(o.manifest.status_counts.get("ok", 0) for o in outcomes if o.manifest)
+            errors = [o.error for o in outcomes if o.error]
+            results[label + ", whole run"] = {"images": ok, "seconds": t_end - t, "images_per_s": ok / (t_end - t)}
+            steady = t_end - stats["first_batch_at"]
+            results[label] = {"images": stats["images_after_first"], "seconds": steady,
+                              "images_per_s": stats["images_after_first"] / steady, "errors": errors[:3],
+                              "teacher_busy": stats["teacher_seconds"] / (t_end - t),
+                              "timings": [o.manifest.timings for o in outcomes if o.manifest][:2]}
+            print(label, results[label], flush=True)
+        except Exception as exc:  # noqa: BLE001
+            results[label] = {"error": f"{exc.__class__.__name__}: {exc}"}
+            print(label, results[label], flush=True)
+
+    print("\n| measurement | images | seconds | images/s |\n| --- | ---: | ---: | ---: |")
+    for label, r in results.items():
+        if "error" in r:
+            print(f"| {label} | failed: {r['error'][:80]} | | |")
+        else:
+            print(f"| {label} | {r['images']} | {r['seconds']:.2f} | {r['images_per_s']:.1f} |")
+    fast_rate = results.get("teacher fast", {}).get("images_per_s")
+    pipe_rate = results.get("pipeline in-process (fast teacher)", {}).get("images_per_s")
+    if fast_rate and pipe_rate:
+        print(f"\npipeline (steady state) / teacher-only (same batch size {args.batch_size}): {pipe_rate / fast_rate:.2f}x")
+    out = os.environ.get("OUT")
+    if out:
+        Path(out, "gpu_pipeline.json").write_text(json.dumps(results, indent=2, default=str))
+    return 0
+
+
+def _write_one(job: tuple[str, int, int, int]) -> None:
+    from pipeline.samples import write_sample_shards
+
+    out, shard, samples, max_side = job
+    write_sample_shards(out, shards=1, samples=samples, seed=1, start=shard, max_side=max_side)
+
+
+def _write_shards_parallel(out: Path, shards: int, samples: int, max_side: int) -> None:
+    from multiprocessing import get_context
+
+    with get_context("spawn").Pool(min(shards, os.cpu_count() or 1)) as pool:
+        pool.map(_write_one, [(str(out), i, samples, max_side) for i in range(shards)])
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

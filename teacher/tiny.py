@@ -25,17 +25,25 @@ playing holding wearing looking photo image picture background view stock vector
 """.split()
 
 
+# Grounding DINO's modelling code hard-codes BERT's ids of [CLS], [SEP], "." and "?" to split the
+# text attention; the vocabulary keeps them at those ids, as bert-base-uncased does.
+BERT_FIXED_IDS = {"[PAD]": 0, "[UNK]": 100, "[CLS]": 101, "[SEP]": 102, "[MASK]": 103, ".": 1012, "?": 1029}
+
+
 def build_vocab() -> list[str]:
-    """Special tokens, single characters and their `##` continuations, then common words."""
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    chars = [c for c in string.ascii_lowercase + string.digits + string.punctuation]
-    vocab = specials + chars + ["##" + c for c in string.ascii_lowercase + string.digits]
-    seen = set(vocab)
-    for word in COMMON_WORDS:
-        if word not in seen:
-            vocab.append(word)
-            seen.add(word)
-    return vocab
+    """A WordPiece vocabulary with BERT's special-token layout, single characters, their `##`
+    continuations and common caption words; unused slots are `[unusedN]` as in BERT."""
+    size = max(BERT_FIXED_IDS.values()) + 1
+    vocab: list[str | None] = [None] * size
+    for token, idx in BERT_FIXED_IDS.items():
+        vocab[idx] = token
+    fillers = [c for c in string.ascii_lowercase + string.digits + string.punctuation if c not in BERT_FIXED_IDS]
+    fillers += ["##" + c for c in string.ascii_lowercase + string.digits]
+    fillers += [w for w in dict.fromkeys(COMMON_WORDS) if w not in fillers]
+    free = [i for i, t in enumerate(vocab) if t is None and i > 103]
+    for idx, token in zip(free, fillers):
+        vocab[idx] = token
+    return [t if t is not None else f"[unused{i}]" for i, t in enumerate(vocab)]
 
 
 def tiny_config(vocab_size: int):
@@ -84,7 +92,7 @@ def write_tiny_teacher(out_dir: str | Path, seed: int = 0) -> Path:
     vocab = build_vocab()
     vocab_file = out / "vocab.txt"
     vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True, model_max_length=256)
+    tokenizer = BertTokenizerFast(vocab=str(vocab_file), do_lower_case=True, model_max_length=256)
     tokenizer.save_pretrained(out)
     torch.manual_seed(seed)
     model = GroundingDinoForObjectDetection(tiny_config(len(vocab)))

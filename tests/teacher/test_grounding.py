@@ -49,7 +49,7 @@ def test_positive_map_unicode_before_span():
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "vocab.txt")
         open(path, "w").write("\n".join(build_vocab()))
-        tok = BertTokenizerFast(vocab_file=path, do_lower_case=True)
+        tok = BertTokenizerFast(vocab=path, do_lower_case=True)
         caption = "😀 Ünïcode café — a red car"
         start = caption.index("a red car")
         enc = tok(caption, return_offsets_mapping=True)

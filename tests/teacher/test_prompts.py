@@ -16,7 +16,7 @@ def tokenizer():
         path = os.path.join(d, "vocab.txt")
         with open(path, "w") as fh:
             fh.write("\n".join(build_vocab()))
-        yield BertTokenizerFast(vocab_file=path, do_lower_case=True)
+        yield BertTokenizerFast(vocab=path, do_lower_case=True)
 
 
 def test_caption_mode_is_one_prompt_with_original_spans(tokenizer):

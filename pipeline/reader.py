@@ -117,6 +117,9 @@ def iter_samples(url: str, report: ReadReport | None = None) -> Iterator[InputSa
                             yield current
                         current = start(key)
                     _add_member(current, ext, data)
+                # A tar cut at a header boundary ends without its end-of-archive blocks.
+                if tar.fileobj.pos - tar.offset < tarfile.BLOCKSIZE:
+                    raise tarfile.ReadError("the archive ends without its end-of-archive marker")
         except (tarfile.ReadError, EOFError) as exc:
             report.truncated = True
             report.error = f"input tar {url} is truncated or corrupt after {index} samples ({exc})"

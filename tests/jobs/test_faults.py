@@ -74,18 +74,22 @@ def _verify(output: str, pattern: str) -> None:
     assert verify([output, "--input", pattern]) == 0
 
 
-def _kill_worker_mid_shard(tmp_path, tiny_teacher, generated_shards, which: int) -> None:
-    inputs = copy_inputs(tmp_path / "in", generated_shards)
+def _kill_worker_mid_shard(tmp_path, tiny_teacher, which: int) -> None:
+    from pipeline.samples import write_sample_shards
+
+    inputs = tmp_path / "in"
+    write_sample_shards(str(inputs), shards=3, samples=12, seed=11)
     pattern = str(inputs / "*.tar")
     out = tmp_path / "out"
-    job = JobProcess(["--input", pattern, "--output", str(out), "--teacher", tiny_teacher, *SLOW_FLAGS])
+    job = JobProcess(["--input", pattern, "--output", str(out), "--teacher", tiny_teacher, *SLOW_FLAGS,
+                      "--shards-in-flight", "1"])
     m = job.wait_for(PIDS)
     pid = int(m.group(1)) if which == 1 else int(m.group(2).split(",")[0])
-    time.sleep(4.0)
+    time.sleep(1.5)  # shards start right after the actors report; one is in progress now
     done_before = list((out / "_manifests").glob("*.json")) if (out / "_manifests").exists() else []
     os.kill(pid, signal.SIGKILL)
     rc = job.finish()
-    assert len(done_before) < 2, "the kill must land before every shard is done"
+    assert len(done_before) < 3, "the kill must land before every shard is done"
     assert rc == 0, job.text[-4000:]
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
@@ -93,12 +97,12 @@ def _kill_worker_mid_shard(tmp_path, tiny_teacher, generated_shards, which: int)
     _verify(str(out), pattern)
 
 
-def test_teacher_worker_killed_mid_shard(tmp_path, tiny_teacher, generated_shards):
-    _kill_worker_mid_shard(tmp_path, tiny_teacher, generated_shards, which=1)
+def test_teacher_worker_killed_mid_shard(tmp_path, tiny_teacher):
+    _kill_worker_mid_shard(tmp_path, tiny_teacher, which=1)
 
 
-def test_cpu_worker_killed_mid_shard(tmp_path, tiny_teacher, generated_shards):
-    _kill_worker_mid_shard(tmp_path, tiny_teacher, generated_shards, which=2)
+def test_cpu_worker_killed_mid_shard(tmp_path, tiny_teacher):
+    _kill_worker_mid_shard(tmp_path, tiny_teacher, which=2)
 
 
 def _digest(path: Path) -> tuple[str, int]:

@@ -1,0 +1,467 @@
+"""Every byte the pipeline reads or writes goes through here (fsspec: local paths and s3://).
+
+Why one module: the output contract says a reader never sees a half-written file at a final path,
+nothing is written outside the output root, and transient S3 faults are retried while permanent
+ones fail fast with a message that says what to fix. Those rules are easy to break one call site
+at a time, so the call sites use these few functions instead of fsspec directly.
+
+S3 is configured only by the environment / standard AWS config that botocore reads
+(AWS_PROFILE, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION, AWS_ENDPOINT_URL or
+AWS_ENDPOINT_URL_S3, ~/.aws/config): never credentials passed as flags.
+
+`OutputLock` keeps two jobs from interleaving their writes into one output root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import logging
+import os
+import random
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from typing import Any, Callable, TypeVar
+
+import fsspec
+from botocore.exceptions import ClientError, HTTPClientError, ReadTimeoutError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+from fsspec.exceptions import FSTimeoutError
+from fsspec.implementations.local import LocalFileSystem
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Temporary files are named with this prefix, in the directory of their final path, so that
+# `pipeline.verify` can tell a stray temp file from a published one.
+TEMP_PREFIX = ".tmp-"
+_TEMP_SUFFIXES = (".tmp", ".part", ".partial")
+
+# Member names: characters kept as is; everything else is percent-encoded (see safe_member_name).
+_SAFE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+_MAX_MEMBER_NAME = 200
+
+_TRANSIENT_ERRNOS = frozenset(
+    {errno.EBUSY, errno.EAGAIN, errno.ECONNRESET, errno.ECONNABORTED, errno.ETIMEDOUT, errno.EPIPE,
+     getattr(errno, "EREMOTEIO", errno.EIO)}
+)
+_TRANSIENT_CODES = frozenset(
+    {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "Throttling",
+     "ThrottlingException", "RequestLimitExceeded", "500", "502", "503", "504"}
+)
+
+
+def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The filesystem for `url` and the path on it (protocol stripped).
+
+    s3:// uses s3fs with default arguments, so botocore resolves credentials, region and endpoint
+    from the environment and AWS config files.
+    """
+    fs, path = fsspec.core.url_to_fs(url)
+    return fs, path
+
+
+def is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    return isinstance(fs, LocalFileSystem)
+
+
+def join(root: str, *parts: str) -> str:
+    """Join URL/path parts with '/'; refuses '..' and NUL so a join never leaves `root`."""
+    out = root.rstrip("/") if root not in ("/", "") else root
+    for part in parts:
+        segments = [s for s in part.split("/") if s]
+        for seg in segments:
+            if seg in (".", "..") or "\x00" in seg:
+                raise ValueError(f"unsafe path part {part!r} joined to {root!r}")
+        if not segments:
+            continue
+        tail = "/".join(segments)
+        out = f"{out}/{tail}" if out and not out.endswith("/") else f"{out}{tail}"
+    return out
+
+
+def safe_member_name(name: str) -> str:
+    """A name safe as one path component and as a WebDataset key, derived from a sample key.
+
+    Keys come from web data (issue 3 lists dots, slashes, '..', NUL). Letters, digits, '_' and '-'
+    are kept; every other character is percent-encoded as UTF-8 (so '.' -> '%2E', '/' -> '%2F'),
+    which is injective, keeps the usual img2dataset keys ('000012345') unchanged, and leaves no dot
+    in the key, so readers that split member names at the first dot find the key again. Very long
+    names are cut and suffixed with a hash ('~' never appears otherwise).
+    """
+    if not name:
+        raise ValueError("empty sample key: it cannot name an output member")
+    out = []
+    for ch in name:
+        if ch in _SAFE_CHARS:
+            out.append(ch)
+        else:
+            out.extend(f"%{b:02X}" for b in ch.encode("utf-8", "surrogatepass"))
+    encoded = "".join(out)
+    if len(encoded) > _MAX_MEMBER_NAME:
+        digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        encoded = f"{encoded[:_MAX_MEMBER_NAME - 17]}~{digest}"
+    return encoded
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether a file name (basename) looks like an unpublished temporary file."""
+    base = name.rsplit("/", 1)[-1]
+    return base.startswith(TEMP_PREFIX) or base.endswith(_TEMP_SUFFIXES)
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """Server busy, throttled, connection dropped or timed out: worth another try."""
+    if isinstance(exc, (PermissionError, FileNotFoundError, FileExistsError)):
+        return False
+    if isinstance(exc, (ConnectionError, TimeoutError, FSTimeoutError)):
+        return True
+    if isinstance(exc, (HTTPClientError, ReadTimeoutError, BotoConnectionError)):
+        return True
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return err.get("Code") in _TRANSIENT_CODES or status >= 500 or status == 429
+    if isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNOS:
+        return True
+    cause = exc.__cause__
+    return cause is not None and cause is not exc and _is_transient(cause)
+
+
+def _permanent_error(exc: BaseException, what: str) -> BaseException:
+    """The same kind of error with a message naming the operation, the URL and the fix."""
+    if isinstance(exc, PermissionError):
+        return PermissionError(
+            f"{what}: access denied ({exc}). Fix: the credentials found in the environment / AWS "
+            "config (AWS_PROFILE, AWS_ACCESS_KEY_ID, ...) must be allowed this operation on that "
+            "path; check the IAM and bucket policies."
+        )
+    if isinstance(exc, FileNotFoundError) and "bucket" in str(exc).lower():
+        return FileNotFoundError(
+            f"{what}: the bucket does not exist ({exc}). Fix: create the bucket or correct the URL "
+            "(and AWS_ENDPOINT_URL if you use an S3-compatible store)."
+        )
+    return exc
+
+
+def with_retries(
+    fn: Callable[[], T], *, attempts: int = 5, base_delay: float = 0.2, what: str
+) -> T:
+    """Call `fn`, retrying transient storage errors with jittered exponential backoff.
+
+    s3fs and botocore already retry a few times inside one call; this outer loop covers bursts
+    longer than theirs (a shard publish should survive a minute of SlowDown). Permanent errors
+    (access denied, missing bucket, anything unrecognised) are raised at once: retrying them only
+    delays the message. `what` names the operation and URL for the error message.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except Exception as exc:
+            if not _is_transient(exc):
+                new = _permanent_error(exc, what)
+                if new is exc:
+                    raise
+                raise new from exc
+            if attempt == attempts:
+                raise OSError(
+                    errno.EIO, f"{what}: still failing after {attempts} attempts: {exc!r}"
+                ) from exc
+            delay = base_delay * (2 ** (attempt - 1)) * (0.5 + random.random())
+            log.warning("%s: transient error (%r), retry %d/%d in %.2fs", what, exc, attempt,
+                        attempts - 1, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _fsync_dir(path: str) -> None:
+    """Make a rename durable (best effort: not every filesystem can fsync a directory)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _local_publish(path: str, write: Callable[[object], None]) -> None:
+    """Write through a temp file in the destination directory, fsync, then rename over `path`."""
+    directory = os.path.dirname(os.path.abspath(path)) or "."
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX + os.path.basename(path) + ".", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(directory)
+
+
+def publish_bytes(url: str, data: bytes) -> None:
+    """Make `url` hold exactly `data`, or leave it as it was: never a partial object.
+
+    Local: temp file beside it + fsync + os.replace. S3: one PUT (objects appear atomically);
+    never a streamed `fs.open(url, 'wb')`, which uploads what it has when an exception unwinds it.
+    """
+    fs, path = filesystem(url)
+    if is_local(fs):
+        _local_publish(path, lambda f: f.write(data))  # type: ignore[attr-defined]
+        return
+    with_retries(lambda: fs.pipe_file(path, data), what=f"publish {url}")
+
+
+def publish_file(local_path: str, url: str) -> None:
+    """Copy a finished local file to `url` atomically (S3: put_file; multipart commits on complete)."""
+    fs, path = filesystem(url)
+    if is_local(fs):
+        def copy(f: object) -> None:
+            with open(local_path, "rb") as src:
+                while chunk := src.read(1 << 20):
+                    f.write(chunk)  # type: ignore[attr-defined]
+        _local_publish(path, copy)
+        return
+    with_retries(lambda: fs.put_file(local_path, path), what=f"publish {url}")
+
+
+def read_bytes(url: str) -> bytes:
+    fs, path = filesystem(url)
+    return with_retries(lambda: fs.cat_file(path), what=f"read {url}")
+
+
+def exists(url: str) -> bool:
+    """Asked of the store, not of s3fs's listing cache (another process may have written)."""
+    fs, path = filesystem(url)
+    fs.invalidate_cache(path)
+    return with_retries(lambda: fs.exists(path), what=f"stat {url}")
+
+
+def remove(url: str) -> None:
+    """Delete `url` if it exists (idempotent: a retried delete may find it gone)."""
+    fs, path = filesystem(url)
+
+    def rm() -> None:
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm_file(path)
+    with_retries(rm, what=f"remove {url}")
+
+
+def list_prefix(url: str, suffix: str = "") -> list[str]:
+    """Full URLs of the files directly under directory `url` whose names end with `suffix`, sorted.
+
+    A missing directory lists as empty (a fresh output has no `_manifests/` yet).
+    """
+    fs, path = filesystem(url)
+    fs.invalidate_cache(path)
+
+    def ls() -> list[str]:
+        try:
+            return [e["name"] for e in fs.ls(path, detail=True) if e.get("type") == "file"]
+        except FileNotFoundError:
+            return []
+    names = with_retries(ls, what=f"list {url}")
+    return sorted(join(url, n.rstrip("/").rsplit("/", 1)[-1]) for n in names if n.endswith(suffix))
+
+
+def sha256_file(path: str) -> str:
+    """Hex SHA-256 of a file (local path or URL), streamed in 1 MiB chunks."""
+    fs, p = filesystem(path)
+    h = hashlib.sha256()
+    with fs.open(p, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class LockHeldError(RuntimeError):
+    """Another run holds the output lock."""
+
+
+def _holder_is_dead(record: dict[str, Any]) -> bool:
+    """A holder on this host whose process is gone (killed driver): no need to wait for staleness."""
+    if record.get("host") != socket.gethostname() or not isinstance(record.get("pid"), int):
+        return False
+    try:
+        os.kill(record["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass
+    return False
+
+
+class OutputLock:
+    """Advisory lock `OUTPUT/_lock.json`, so two jobs writing one output never interleave.
+
+    Created with a conditional create (local: hard link of a finished temp file, which fails if the
+    name exists; S3: PUT with If-None-Match: *), then read back to check the token. It records the
+    run id, config hash, host, pid and a heartbeat time that the holder refreshes (`heartbeat`, or
+    the thread started by `start_heartbeat`). A lock whose heartbeat is older than `stale_after`
+    seconds, or whose process is gone from this host, belongs to a dead run and is taken over (S3:
+    PUT with If-Match on the stale ETag, so only one contender wins; local: rename-aside, check it
+    was the stale one, then create).
+    """
+
+    NAME = "_lock.json"
+
+    def __init__(self, output: str, *, stale_after: float = 600.0) -> None:
+        self.url = join(output, self.NAME)
+        self.stale_after = stale_after
+        self.token: str | None = None
+        self._record: dict[str, Any] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def read(self) -> tuple[dict[str, Any] | None, str | None]:
+        """The lock record and its version (S3 ETag; None locally), or (None, None) if absent."""
+        fs, path = filesystem(self.url)
+        fs.invalidate_cache(path)
+        try:
+            version = None if is_local(fs) else with_retries(
+                lambda: fs.info(path)["ETag"], what=f"stat {self.url}")
+            data = with_retries(lambda: fs.cat_file(path), what=f"read {self.url}")
+        except FileNotFoundError:
+            return None, None
+        try:
+            return json.loads(data), version
+        except ValueError:
+            return {"run_id": "?", "heartbeat_at": 0.0, "token": None}, version
+
+    def acquire(self, run_id: str, config_hash: str) -> None:
+        """Take the lock or raise LockHeldError naming the run that holds it."""
+        token = uuid.uuid4().hex
+        self._record = {"run_id": run_id, "config_hash": config_hash, "host": socket.gethostname(),
+                        "pid": os.getpid(), "token": token, "acquired_at": time.time()}
+        for _ in range(3):
+            self._create(self._encode(token))
+            # Read back, even after a create that succeeded: catches stores that ignore
+            # If-None-Match, and a create retried after its first try went through.
+            current, version = self.read()
+            if current is None:
+                continue
+            if current.get("token") == token:
+                self.token = token
+                return
+            age = time.time() - float(current.get("heartbeat_at", 0.0))
+            if age <= self.stale_after and not _holder_is_dead(current):
+                raise LockHeldError(
+                    f"output is locked by run {current.get('run_id')!r} (config {current.get('config_hash')}, "
+                    f"host {current.get('host')}, pid {current.get('pid')}, heartbeat {age:.0f}s ago): "
+                    f"wait for it to finish; if that run is dead the lock goes stale after "
+                    f"{self.stale_after:.0f}s, or delete {self.url}")
+            log.warning("taking over the lock %s of run %r (heartbeat %.0fs ago, pid %s on %s)",
+                        self.url, current.get("run_id"), age, current.get("pid"), current.get("host"))
+            if self._take_over(current, version, self._encode(token)):
+                self.token = token
+                return
+        raise LockHeldError(f"could not acquire {self.url}: other runs keep taking it")
+
+    def heartbeat(self) -> None:
+        """Refresh the heartbeat; raises LockHeldError if the lock was taken over meanwhile."""
+        if self.token is None:
+            raise RuntimeError("heartbeat() on a lock that is not held")
+        current, version = self.read()
+        if current is None or current.get("token") != self.token:
+            raise LockHeldError(f"lost {self.url}: now held by {current and current.get('run_id')!r}")
+        self._overwrite(self._encode(self.token), version)
+
+    def start_heartbeat(self, interval: float) -> None:
+        """Refresh the heartbeat every `interval` seconds in a daemon thread until release()."""
+        def loop() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    self.heartbeat()
+                except Exception:
+                    log.exception("heartbeat of %s failed", self.url)
+        self._stop.clear()
+        self._thread = threading.Thread(target=loop, name="output-lock-heartbeat", daemon=True)
+        self._thread.start()
+
+    def release(self) -> None:
+        """Stop the heartbeat and delete the lock if it is still ours."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self.token is None:
+            return
+        current, _ = self.read()
+        if current is not None and current.get("token") == self.token:
+            remove(self.url)
+        else:
+            log.warning("not removing %s: no longer ours", self.url)
+        self.token = None
+
+    def _encode(self, token: str) -> bytes:
+        return json.dumps({**self._record, "token": token, "heartbeat_at": time.time()}).encode()
+
+    def _create(self, data: bytes) -> bool:
+        """Create the lock file only if absent; False when it exists."""
+        fs, path = filesystem(self.url)
+        if is_local(fs):
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX + self.NAME + ".", dir=os.path.dirname(path))
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.link(tmp, path)
+                return True
+            except FileExistsError:
+                return False
+            finally:
+                os.unlink(tmp)
+        try:
+            with_retries(lambda: fs.pipe_file(path, data, mode="create"), what=f"create {self.url}")
+        except FileExistsError:
+            return False
+        return True
+
+    def _overwrite(self, data: bytes, version: str | None) -> None:
+        fs, path = filesystem(self.url)
+        if is_local(fs):
+            _local_publish(path, lambda f: f.write(data))  # type: ignore[attr-defined]
+        else:
+            with_retries(lambda: fs.pipe_file(path, data, IfMatch=version), what=f"update {self.url}")
+
+    def _take_over(self, stale: dict[str, Any], version: str | None, data: bytes) -> bool:
+        """Replace a stale lock so that, of several contenders, exactly one succeeds."""
+        fs, path = filesystem(self.url)
+        if not is_local(fs):
+            try:
+                with_retries(lambda: fs.pipe_file(path, data, IfMatch=version), what=f"take over {self.url}")
+            except OSError as exc:
+                if exc.errno == errno.EINVAL and "condition" in str(exc).lower():
+                    return False
+                raise
+            return True
+        aside = f"{path}.{uuid.uuid4().hex}{_TEMP_SUFFIXES[0]}"
+        try:
+            os.rename(path, aside)
+        except FileNotFoundError:
+            return self._create(data)
+        try:
+            with open(aside, "rb") as f:
+                moved = json.loads(f.read() or b"{}")
+        except ValueError:
+            moved = {}
+        if moved.get("token") != stale.get("token"):
+            try:
+                os.link(aside, path)
+            except FileExistsError:
+                pass
+            os.unlink(aside)
+            return False
+        os.unlink(aside)
+        return self._create(data)

@@ -29,8 +29,15 @@ import uuid
 from typing import Any, Callable, TypeVar
 
 import fsspec
-from botocore.exceptions import ClientError, HTTPClientError, ReadTimeoutError
-from botocore.exceptions import ConnectionError as BotoConnectionError
+try:
+    from botocore.exceptions import ClientError, HTTPClientError, ReadTimeoutError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+except ImportError:  # local-only installs (e.g. a GPU box without the S3 stack) still work
+
+    class _NoBotocore(Exception):
+        """Stands in for botocore's exceptions, which cannot occur without botocore."""
+
+    ClientError = HTTPClientError = ReadTimeoutError = BotoConnectionError = _NoBotocore  # type: ignore[misc]
 from fsspec.exceptions import FSTimeoutError
 from fsspec.implementations.local import LocalFileSystem
 

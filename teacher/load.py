@@ -36,7 +36,11 @@ def load_teacher(
     if _is_glip(spec_local):
         from teacher.glip import load_glip_teacher
 
-        return load_glip_teacher(spec_local, settings, device)
+        import torch
+
+        teacher = load_glip_teacher(spec_local, settings, device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        teacher.teacher_id = spec
+        return teacher
     from teacher.grounding_dino import GroundingDinoTeacher
 
     teacher = GroundingDinoTeacher(spec_local, settings, device=device, allow_pickle=allow_pickle, fast=fast)

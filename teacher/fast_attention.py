@@ -110,6 +110,7 @@ def install_fast_attention(model: nn.Module, *, strict: bool = False) -> int:
     targets = [
         (parent, name, child)
         for parent in model.modules()
+        if not isinstance(parent, FusedMultiScaleDeformableAttention)  # its `eager` child stays
         for name, child in parent.named_children()
         if _is_eager_msda(child)
     ]

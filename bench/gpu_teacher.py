@@ -1,0 +1,437 @@
+"""Teacher throughput on one GPU: transformers eager baselines against our fast path (issue 4).
+
+Prepared for a single short `device` run (an H200, a few minutes): builds Grounding DINO from the
+default `GroundingDinoConfig()` (Swin-T + BERT-base) with seeded random weights (no download),
+feeds 800x1333 images with 32-token prompts, and reports images/s for
+
+  a. eager fp32, batch 1 (per-image labelling loops)
+  b. eager bf16 autocast, batch B (the transformers baseline; inputs already on the GPU)
+  c. ours: fused Triton MSDA under bf16 autocast, from pinned uint8 host batches normalised on
+     the GPU (so ours pays for the transfer, the baselines do not), batch B and 2B; then the
+     same replayed through a CUDA graph, if the forward can be captured. Casting the weights
+     to bf16 instead of autocast is left out: on the random default model it yields NaNs.
+
+Each variant is also run on the same check batch as the eager fp32 model and compared: relative
+L2 error of the finite token logits and max |box difference| (pred_boxes are normalised, so
+that is a fraction of the image size). Variants are guarded independently, the run stops
+starting new ones when the time budget is spent, and results go to $OUT/gpu_teacher.json after
+every variant. CPU smoke check: `TRITON_INTERPRET=1 python bench/gpu_teacher.py --device cpu --size tiny`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/gpu_teacher.py`
+
+from teacher.fast.msda_selfcheck import msda_selfcheck  # noqa: E402
+from teacher.fast_attention import fast_attention_report, install_fast_attention  # noqa: E402
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+LOGIT_TARGET = 2e-2
+BOX_TARGET = 1e-2
+
+
+def build_model(size: str, device: torch.device) -> torch.nn.Module:
+    """Seeded random Grounding DINO: the default config, or a tiny one for CPU smoke runs."""
+    from transformers import BertConfig, GroundingDinoConfig, GroundingDinoForObjectDetection, SwinConfig
+
+    if size == "full":
+        config = GroundingDinoConfig()
+    else:
+        config = GroundingDinoConfig(
+            backbone_config=SwinConfig(
+                embed_dim=24, depths=[1, 1, 1, 1], num_heads=[1, 2, 2, 4], window_size=4,
+                out_features=["stage2", "stage3", "stage4"],
+            ),
+            text_config=BertConfig(
+                vocab_size=1000, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                intermediate_size=64, max_position_embeddings=64,
+            ),
+            d_model=32, encoder_layers=1, decoder_layers=2, encoder_attention_heads=2,
+            decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, num_queries=20,
+            max_text_len=64,
+        )
+    torch.manual_seed(0)
+    model = GroundingDinoForObjectDetection(config)
+    return model.to(device).eval()
+
+
+def make_batch(n: int, height: int, width: int, text_len: int, vocab: int, seed: int) -> dict[str, torch.Tensor]:
+    """uint8 NHWC images as the CPU decode stage hands them over, and phrase-like prompts."""
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, height, width, 3), dtype=torch.uint8, generator=gen)
+    ids = torch.randint(min(1000, vocab // 2), vocab, (n, text_len), generator=gen)
+    ids[:, 0], ids[:, -1] = 101, 102  # [CLS], [SEP] in BERT's vocabulary
+    ids[:, 5::6] = 1012 if vocab > 1012 else vocab - 1  # ".": several phrases per prompt
+    return {
+        "images": images,
+        "input_ids": ids,
+        "attention_mask": torch.ones(n, text_len, dtype=torch.long),
+        "token_type_ids": torch.zeros(n, text_len, dtype=torch.long),
+    }
+
+
+class Normalizer:
+    """uint8 NHWC host batch -> normalised fp32 NCHW on the device, in one multiply-add."""
+
+    def __init__(self, device: torch.device) -> None:
+        std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+        self.scale = 1.0 / (255.0 * std)
+        self.shift = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1) / std
+        self.device = device
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
+        return torch.addcmul(-self.shift, x, self.scale).contiguous()
+
+
+def to_device_text(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: batch[k].to(device, non_blocking=True) for k in ("input_ids", "attention_mask", "token_type_ids")}
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def autocast_ctx(device: torch.device, enabled: bool, cache: bool = True) -> contextlib.AbstractContextManager:
+    if not enabled:
+        return contextlib.nullcontext()
+    # Inside a CUDA graph capture the weight-cast cache must be off (PyTorch's graph notes).
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, cache_enabled=cache)
+
+
+Outputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def forward_fn(model, device, *, autocast: bool, from_host: bool, autocast_cache: bool = True) -> Callable:
+    """A callable mapping a host batch to `Outputs`; `from_host` includes transfer + normalisation.
+
+    Outputs: token logits, boxes, the encoder's vision memory (before the two-stage top-k, so it
+    varies smoothly with the arithmetic) and the initial reference points (which proposals the
+    top-k selected).
+    """
+    normalize = Normalizer(device)
+
+    def prepare(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"pixel_values": normalize(batch["images"]), **to_device_text(batch, device)}
+
+    def run(inputs: dict[str, torch.Tensor]) -> Outputs:
+        with torch.inference_mode(), autocast_ctx(device, autocast, autocast_cache):
+            out = model(**inputs)
+        return out.logits, out.pred_boxes, out.encoder_last_hidden_state_vision, out.init_reference_points
+
+    if from_host:
+        return lambda batch: run(prepare(batch))
+    cache: dict[int, dict[str, torch.Tensor]] = {}
+
+    def resident(batch: dict[str, torch.Tensor]) -> Outputs:
+        key = id(batch["images"])
+        if key not in cache:
+            cache.clear()
+            with torch.inference_mode():
+                cache[key] = prepare(batch)
+        return run(cache[key])
+
+    return resident
+
+
+def rel_l2(got: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((got.float() - ref.float()).norm() / ref.float().norm().clamp_min(1e-12))
+
+
+def compare(ref: Outputs, got: Outputs) -> dict[str, float | bool]:
+    """Relative L2 of the finite logits, and max box error as a fraction of the image size.
+
+    Also the encoder memory's relative L2 and whether the two-stage top-k picked the same
+    proposals: with random weights a tiny perturbation can change that pick, and then logits
+    and boxes of different queries are being compared (the eager bf16 baseline shows the floor).
+    """
+    ref_logits, ref_boxes = (t.float() for t in ref[:2])
+    logits, boxes = (t.float() for t in got[:2])
+    finite = torch.isfinite(ref_logits)
+    same_mask = bool(torch.equal(finite, torch.isfinite(logits)))
+    diff = (logits[finite] - ref_logits[finite]).norm() / ref_logits[finite].norm().clamp_min(1e-12)
+    box_err = (boxes - ref_boxes).abs().max()
+    result = {"logits_rel_l2": float(diff), "box_max_err": float(box_err), "same_inf_mask": same_mask}
+    result["encoder_rel_l2"] = rel_l2(got[2], ref[2])
+    result["same_topk"] = bool((got[3].float() - ref[3].float()).abs().max() < 1e-3)
+    result["ok"] = same_mask and result["logits_rel_l2"] <= LOGIT_TARGET and result["box_max_err"] <= BOX_TARGET
+    return result
+
+
+def time_fn(fn: Callable, batch, device, *, warmup: int, iters: int, cap_s: float) -> dict[str, float]:
+    """Images/s over `iters` calls after `warmup`, stopping early past `cap_s` seconds."""
+    start = time.perf_counter()
+    for _ in range(warmup):
+        fn(batch)
+    synchronize(device)
+    warm_s = time.perf_counter() - start
+    t0 = time.perf_counter()
+    done = 0
+    while done < iters:
+        fn(batch)
+        done += 1
+        if time.perf_counter() - t0 > cap_s:
+            break
+    synchronize(device)
+    elapsed = time.perf_counter() - t0
+    n = batch["images"].shape[0]
+    return {"images_per_s": n * done / elapsed, "iters": done, "s_per_iter": elapsed / done, "warmup_s": warm_s}
+
+
+def cuda_graph_fn(fn: Callable, batch, device) -> Callable:
+    """Capture `fn(batch)` once into a CUDA graph; replaying it re-reads `batch`'s host memory.
+
+    Any host-device sync inside the forward (an `.item()`, a pageable copy) makes the capture
+    fail: the caller catches that and reports it.
+    """
+    static = batch  # the graph's H2D copies read these (pinned) host tensors on every replay
+    stream = torch.cuda.Stream(device)
+    stream.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(stream):
+        for _ in range(2):
+            fn(static)
+    torch.cuda.current_stream(device).wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        outputs = fn(static)
+
+    def replay(new_batch):
+        if new_batch is not static:
+            torch.cuda.current_stream(device).synchronize()  # the last replay may still read them
+            for k, v in new_batch.items():
+                static[k].copy_(v)
+        graph.replay()
+        return outputs
+
+    return replay
+
+
+def profile_table(fn: Callable, batch, device: torch.device, rows: int = 15) -> str:
+    """Top GPU kernels of one forward: where the time goes once MSDA is fused."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn(batch)
+    synchronize(device)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        fn(batch)
+        synchronize(device)
+    return prof.key_averages().table(sort_by="self_device_time_total", row_limit=rows)
+
+
+def environment(device: torch.device) -> dict[str, str]:
+    import transformers
+
+    from teacher.fast.msda_triton import triton_import_error
+
+    reason = triton_import_error()  # imports Triton when it can
+    return {
+        "python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+        "triton": getattr(sys.modules.get("triton"), "__version__", "?") if reason is None else f"unavailable: {reason}",
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "TRITON_INTERPRET": os.environ.get("TRITON_INTERPRET", ""),
+    }
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--size", choices=("full", "tiny"), default="full")
+    p.add_argument("--quick", action="store_true", help="fewer warmup/timed iterations")
+    p.add_argument("--budget-s", type=float, default=None, help="stop starting variants after this (default 200 quick, 480)")
+    p.add_argument("--batch", type=int, default=None, help="baseline/ours batch (default 16 full, 2 tiny); ours also runs 2x")
+    p.add_argument("--text-len", type=int, default=32)
+    p.add_argument("--no-cuda-graph", action="store_true")
+    p.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True, help="kernel tables on CUDA")
+    p.add_argument("--json", default=None, help="output path (default $OUT/gpu_teacher.json when OUT is set)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    t_start = time.perf_counter()
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("CUDA requested but not available; use --device cpu --size tiny for a smoke run", file=sys.stderr)
+        return 2
+    budget = args.budget_s or (200.0 if args.quick else 480.0)
+    height, width = (800, 1333) if args.size == "full" else (64, 96)
+    batch_size = args.batch or (16 if args.size == "full" else 2)
+    warmup, iters = (2, 5) if args.quick else (3, 10)
+    cap_s = 20.0 if args.quick else 40.0
+    torch.backends.cuda.matmul.allow_tf32 = False  # the fp32 reference stays fp32
+    torch.backends.cudnn.allow_tf32 = False
+
+    json_path = args.json or (os.path.join(os.environ["OUT"], "gpu_teacher.json") if os.environ.get("OUT") else None)
+    results: dict = {"env": environment(device), "args": vars(args), "image": [height, width], "variants": {}}
+
+    def save() -> None:
+        results["elapsed_s"] = time.perf_counter() - t_start
+        if json_path:
+            Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+            Path(json_path).write_text(json.dumps(results, indent=2))
+
+    print(json.dumps(results["env"]), flush=True)
+    model = build_model(args.size, device)
+    vocab = model.config.text_config.vocab_size
+    print(f"model built in {time.perf_counter() - t_start:.1f}s; {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params", flush=True)
+
+    pin = device.type == "cuda"
+    batches = {}
+
+    def host_batch(n: int) -> dict[str, torch.Tensor]:
+        if n not in batches:
+            b = make_batch(n, height, width, args.text_len, vocab, seed=n)
+            batches[n] = {k: v.pin_memory() for k, v in b.items()} if pin else b
+        return batches[n]
+
+    # The first two images of the main batch: the same inputs for the reference and every variant.
+    check = {k: v[:2] for k, v in host_batch(batch_size).items()}
+    try:
+        if args.size == "full":  # the encoder's call: 800x1333 levels, 8 heads of 32, 4 points
+            shapes, heads, head_dim, points = [(100, 167), (50, 84), (25, 42), (13, 21)], 8, 32, 4
+        else:
+            shapes, heads, head_dim, points = [(8, 12), (4, 6), (2, 3), (1, 2)], 2, 16, 2
+        results["kernel_check"] = msda_selfcheck(
+            device, shapes, heads=heads, head_dim=head_dim, points=points, batch=batch_size, iters=iters,
+            configs=((32, 4), (64, 2), (64, 8), (128, 4), (128, 8)) if device.type == "cuda" else (),
+        )
+    except Exception as exc:
+        results["kernel_check"] = {"error": f"{type(exc).__name__}: {exc}"}
+        traceback.print_exc(limit=-4)
+    print(f"kernel_check: {json.dumps(results['kernel_check'])}", flush=True)
+    save()
+    def outputs_or_none(autocast: bool) -> Outputs | None:
+        try:
+            return tuple(t.clone() for t in forward_fn(model, device, autocast=autocast, from_host=True)(check))
+        except Exception:
+            traceback.print_exc(limit=-4)
+            return None
+
+    reference = outputs_or_none(autocast=False)
+    # The transformers bf16 baseline on the same batch: the precision floor that ours inherits.
+    reference_bf16 = outputs_or_none(autocast=True)
+
+    fast_model = copy.deepcopy(model)
+    patched = install_fast_attention(fast_model, strict=True)
+    results["msda_modules_patched"] = patched
+
+    variants: list[tuple[str, Callable[[], tuple[Callable, int, torch.nn.Module]]]] = [
+        ("a_eager_fp32_b1", lambda: (forward_fn(model, device, autocast=False, from_host=False), 1, model)),
+        ("b_eager_bf16amp", lambda: (forward_fn(model, device, autocast=True, from_host=False), batch_size, model)),
+        ("c_ours_fp32_msda_check", lambda: (forward_fn(fast_model, device, autocast=False, from_host=True), 0, fast_model)),
+        ("c_ours_bf16amp", lambda: (forward_fn(fast_model, device, autocast=True, from_host=True), batch_size, fast_model)),
+        ("c_ours_bf16amp_2x", lambda: (forward_fn(fast_model, device, autocast=True, from_host=True), 2 * batch_size, fast_model)),
+    ]
+    # Last, after the profiles: a failed capture is the likeliest way to wreck the CUDA context.
+    graph_variant = ("c_ours_bf16amp_cudagraph", lambda: (cuda_graph_fn(
+        forward_fn(fast_model, device, autocast=True, from_host=True, autocast_cache=False), host_batch(batch_size), device
+    ), batch_size, fast_model))
+
+    def run_variant(name: str, make: Callable[[], tuple[Callable, int, torch.nn.Module]]) -> None:
+        if time.perf_counter() - t_start > budget:
+            results["variants"][name] = {"skipped": "time budget spent"}
+            print(f"{name}: skipped (budget {budget:.0f}s spent)", flush=True)
+            return
+        row: dict = {}
+        t0 = time.perf_counter()
+        try:
+            if name.startswith("c_ours") and device.type == "cuda":
+                torch.backends.cudnn.benchmark = True
+            fn, n, used_model = make()
+            row["batch"] = n
+            if reference is not None:
+                # A graph replays its captured batch: compare that batch's first images.
+                got = fn(host_batch(batch_size)) if "cudagraph" in name else fn(check)
+                got = tuple(t[: check["images"].shape[0]] for t in got)
+                row["check"] = compare(reference, got)
+                if reference_bf16 is not None and name.startswith("c_ours") and "fp32" not in name:
+                    row["vs_eager_bf16amp"] = compare(reference_bf16, got)
+            if n:
+                row.update(time_fn(fn, host_batch(n), device, warmup=warmup, iters=iters, cap_s=cap_s))
+            row["msda"] = fast_attention_report(used_model)
+            if device.type == "cuda":
+                row["peak_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+                torch.cuda.reset_peak_memory_stats(device)
+        except Exception as exc:
+            row["error"] = f"{type(exc).__name__}: {exc}"
+            traceback.print_exc(limit=-4)
+        finally:
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        row["variant_s"] = time.perf_counter() - t0
+        results["variants"][name] = row
+        print(f"{name}: {json.dumps(row)}", flush=True)
+        save()
+
+    for name, make in variants:
+        run_variant(name, make)
+    if device.type == "cuda" and args.profile and time.perf_counter() - t_start < budget:
+        for name, model_ in (("b_eager_bf16amp", model), ("c_ours_bf16amp", fast_model)):
+            try:
+                table = profile_table(forward_fn(model_, device, autocast=True, from_host=False), host_batch(batch_size), device)
+            except Exception as exc:
+                table = f"profile failed: {type(exc).__name__}: {exc}"
+            results.setdefault("profiles", {})[name] = table
+            print(f"\nprofile {name} (batch {batch_size}, one forward):\n{table}", flush=True)
+    if device.type == "cuda" and not args.no_cuda_graph:
+        run_variant(*graph_variant)
+    print_table(results)
+    save()
+    return 0
+
+
+def print_table(results: dict) -> None:
+    rows = results["variants"]
+    base = rows.get("b_eager_bf16amp", {}).get("images_per_s")
+    print(f"\n{'variant':28s} {'batch':>5s} {'img/s':>9s} {'x(b)':>6s} {'logitL2':>9s} {'box_err':>8s} {'ok':>3s} "
+          f"{'encL2':>9s} {'topk=':>5s}  msda")
+    for name, row in rows.items():
+        if "skipped" in row or "error" in row:
+            print(f"{name:28s} {row.get('skipped') or row.get('error')}")
+            continue
+        ips = row.get("images_per_s")
+        check = row.get("check", {})
+        ratio = f"{ips / base:6.2f}" if ips and base else "     -"
+        print(
+            f"{name:28s} {row.get('batch', 0):5d} {ips or 0:9.2f} {ratio} "
+            f"{check.get('logits_rel_l2', float('nan')):9.2e} {check.get('box_max_err', float('nan')):8.2e} "
+            f"{'yes' if check.get('ok') else 'no':>3s} {check.get('encoder_rel_l2', float('nan')):9.2e} "
+            f"{str(check.get('same_topk', '-')):>5s}  {row.get('msda', {}).get('calls', {})}"
+        )
+    floor = rows.get("b_eager_bf16amp", {}).get("check")
+    if floor:
+        print(f"\nprecision floor: transformers eager bf16 vs eager fp32: logits rel L2 {floor['logits_rel_l2']:.2e}, "
+              f"box err {floor['box_max_err']:.2e} (targets {LOGIT_TARGET:g}, {BOX_TARGET:g})")
+    for name, row in rows.items():
+        if "vs_eager_bf16amp" in row:
+            v = row["vs_eager_bf16amp"]
+            print(f"{name}: vs eager bf16 autocast: logits rel L2 {v['logits_rel_l2']:.2e}, box err "
+                  f"{v['box_max_err']:.2e}, encoder rel L2 {v['encoder_rel_l2']:.2e}, same top-k {v['same_topk']}")
+    ours = [r["images_per_s"] for n, r in rows.items() if n.startswith("c_ours") and r.get("images_per_s") and r.get("check", {}).get("ok")]
+    if ours and base:
+        results["best_ours_over_b"] = max(ours) / base
+        print(f"\nbest ours (passing the accuracy check) / eager bf16 batch: {max(ours) / base:.2f}x (target 2.0x)")
+    fastest = [r["images_per_s"] for n, r in rows.items() if n.startswith("c_ours") and r.get("images_per_s")]
+    if fastest and base:
+        results["fastest_ours_over_b"] = max(fastest) / base
+        print(f"fastest ours (any accuracy) / eager bf16 batch: {max(fastest) / base:.2f}x")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -49,6 +49,31 @@ def _prepare_in_thread(config: LabelConfig, urls: list[str], results: "queue.Que
     results.put((_DONE, None, None))
 
 
+def _forwarded(source: "mp.Queue", size: int, producers: int, procs: list) -> "queue.Queue":
+    """Unpickle worker results in a thread, so that receiving the next batch overlaps with the
+    teacher running on the current one."""
+    local: queue.Queue = queue.Queue(maxsize=size)
+
+    def pump() -> None:
+        done = 0
+        while done < producers:
+            try:
+                msg = source.get(timeout=5.0)
+            except queue.Empty:
+                if not any(p.is_alive() for p in procs):
+                    break
+                continue
+            if msg[0] == _DONE:
+                done += 1
+            local.put(msg)
+        while done < producers:  # workers died: let the consumer finish
+            local.put((_DONE, None, None))
+            done += 1
+
+    threading.Thread(target=pump, name="batch-receiver", daemon=True).start()
+    return local
+
+
 def run_inprocess(
     plan: RunPlan,
     teacher: Teacher,
@@ -83,6 +108,7 @@ def run_inprocess(
         for p in procs:
             p.start()
         producers = cpu_workers
+        results = _forwarded(results, queue_batches, producers, procs)
     else:
         results = queue.Queue(maxsize=queue_batches)
         threading.Thread(target=_prepare_in_thread, args=(cfg, list(plan.todo), results), daemon=True).start()

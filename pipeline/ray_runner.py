@@ -158,7 +158,22 @@ class RayRunner:
             except (RayError, OSError, RuntimeError, ValueError) as exc:
                 last = _describe(exc)
                 log.warning("shard %s attempt %d failed: %s", sid, attempt + 1, last)
+                self._wait_for_actors()
         return ShardOutcome(sid, error=f"shard {sid} ({url}) failed after {self.plan.config.shard_retries + 1} attempts: {last}")
+
+    def _wait_for_actors(self, timeout: float = 300.0) -> None:
+        """After a failure, wait until restarting actors answer again, so the retry does not
+        fail at once on an actor that is still loading its model."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        for actor in self.preparers + self.teachers:
+            while time.monotonic() < deadline:
+                try:
+                    ray.get(actor.pid.remote(), timeout=max(1.0, deadline - time.monotonic()))
+                    break
+                except RayError:
+                    time.sleep(1.0)
 
     def run(
         self,

@@ -2,7 +2,8 @@
 
 - `positive_map`: which tokens each phrase covers, from the tokenizer's character offsets.
 - `phrase_scores`: mean over a phrase's tokens of the token probabilities (GLIP's positive map).
-- `select_detections`: best phrase per box, threshold, NMS per phrase, at most K boxes.
+- `select_detections`: best phrase per box, threshold, NMS per phrase, at most K boxes
+  (`best_phrases` on the device for a whole batch, then `select_from_best` per image on the host).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def phrase_scores(token_logits: torch.Tensor, pos_map: torch.Tensor) -> torch.Te
     """
     probs = token_logits.float().sigmoid()
     pos = pos_map.to(probs.device, probs.dtype)
-    counts = pos.sum(-1).clamp(min=1.0)
+    counts = pos.sum(-1).clamp(min=1.0).unsqueeze(-2)  # [..., 1, phrases]
     return (probs @ pos.transpose(-1, -2)) / counts
 
 
@@ -56,44 +57,98 @@ def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(union > 0, inter / union, torch.zeros_like(inter))
 
 
-def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, max_keep: int | None = None) -> torch.Tensor:
-    """Greedy NMS; kept indices by descending score (ties by index), at most `max_keep`.
+def greedy_nms(
+    boxes: np.ndarray, scores: np.ndarray, groups: np.ndarray | None, iou_threshold: float, max_keep: int | None = None
+) -> np.ndarray:
+    """Greedy NMS on the host: kept indices by descending score (ties by index), at most `max_keep`.
 
-    The IoU matrix is computed on the boxes' device in one shot; the greedy pass runs on the
-    host over a boolean matrix and stops as soon as `max_keep` boxes are kept.
+    Boxes of different `groups` (phrases) never suppress each other. Each kept box costs one
+    vectorised IoU against the boxes after it, so the cost is (kept x n), not n x n.
     """
-    if boxes.numel() == 0:
-        return torch.zeros((0,), dtype=torch.long, device=boxes.device)
-    order = torch.sort(scores, descending=True, stable=True).indices
-    overlaps = (box_iou(boxes[order], boxes[order]) > iou_threshold).cpu().numpy()
-    n = order.numel()
+    n = len(scores)
+    if n == 0:
+        return np.zeros((0,), dtype=np.int64)
+    order = np.argsort(-scores, kind="stable")
+    b = boxes[order].astype(np.float64)
+    g = groups[order] if groups is not None else np.zeros(n, dtype=np.int64)
+    area = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+    alive = np.ones(n, dtype=bool)
     limit = n if max_keep is None else max_keep
-    suppressed = np.zeros(n, dtype=bool)
     keep: list[int] = []
     for i in range(n):
-        if suppressed[i]:
+        if not alive[i]:
             continue
         keep.append(i)
         if len(keep) >= limit:
             break
-        suppressed |= overlaps[i]
-    return order[torch.tensor(keep, dtype=torch.long, device=order.device)]
+        rest = slice(i + 1, n)
+        w = np.clip(np.minimum(b[i, 2], b[rest, 2]) - np.maximum(b[i, 0], b[rest, 0]), 0, None)
+        h = np.clip(np.minimum(b[i, 3], b[rest, 3]) - np.maximum(b[i, 1], b[rest, 1]), 0, None)
+        inter = w * h
+        union = area[i] + area[rest] - inter
+        iou = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+        alive[rest] &= ~((iou > iou_threshold) & (g[rest] == g[i]))
+    return order[np.asarray(keep, dtype=np.int64)]
+
+
+def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, max_keep: int | None = None) -> torch.Tensor:
+    """Greedy NMS over torch tensors (any device); see `greedy_nms`."""
+    kept = greedy_nms(boxes.detach().float().cpu().numpy(), scores.detach().float().cpu().numpy(), None, iou_threshold, max_keep)
+    return torch.from_numpy(kept).to(boxes.device)
 
 
 def batched_nms(
     boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, iou_threshold: float, max_keep: int | None = None
 ) -> torch.Tensor:
     """NMS within each group (phrase): boxes of different groups never suppress each other."""
-    if boxes.numel() == 0:
-        return torch.zeros((0,), dtype=torch.long, device=boxes.device)
-    span = boxes.max() - boxes.min() + 1
-    shifted = boxes + (groups.to(boxes.dtype) * span)[:, None]
-    return nms(shifted, scores, iou_threshold, max_keep)
+    kept = greedy_nms(
+        boxes.detach().float().cpu().numpy(), scores.detach().float().cpu().numpy(),
+        groups.detach().cpu().numpy(), iou_threshold, max_keep,
+    )
+    return torch.from_numpy(kept).to(boxes.device)
 
 
 def cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
     cx, cy, w, h = boxes.unbind(-1)
     return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
+
+
+def best_phrases(scores: torch.Tensor, boxes_xyxy: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Device side of the selection for a batch: each box's best phrase and score, moved to the
+    host in one transfer. [B, Q, P] scores and [B, Q, 4] boxes -> (best, phrase, boxes) arrays."""
+    best, phrase = scores.max(dim=-1)
+    packed = torch.cat([best[..., None].float(), phrase[..., None].float(), boxes_xyxy.float()], dim=-1).cpu().numpy()
+    return packed[..., 0], packed[..., 1].astype(np.int64), packed[..., 2:6]
+
+
+def select_from_best(
+    best: np.ndarray,
+    phrase: np.ndarray,
+    boxes: np.ndarray,
+    *,
+    width: int,
+    height: int,
+    box_threshold: float,
+    nms_iou: float,
+    max_boxes: int,
+) -> list[tuple[int, float, float, float, float, float]]:
+    """Host side for one image: threshold the best-phrase scores, clip boxes to the frame,
+    NMS per phrase, keep the top `max_boxes`. Returns (phrase, x0, y0, x1, y1, score) tuples."""
+    keep = best >= box_threshold
+    if not keep.any():
+        return []
+    best, phrase, b = best[keep], phrase[keep], boxes[keep]
+    x0 = np.clip(np.minimum(b[:, 0], b[:, 2]), 0, width)
+    x1 = np.clip(np.maximum(b[:, 0], b[:, 2]), 0, width)
+    y0 = np.clip(np.minimum(b[:, 1], b[:, 3]), 0, height)
+    y1 = np.clip(np.maximum(b[:, 1], b[:, 3]), 0, height)
+    clipped = np.stack([x0, y0, x1, y1], axis=-1)
+    kept = greedy_nms(clipped, best, phrase, nms_iou, max_boxes)
+    return [
+        (int(phrase[i]), float(clipped[i, 0]), float(clipped[i, 1]), float(clipped[i, 2]), float(clipped[i, 3]),
+         float(min(max(best[i], 0.0), 1.0)))
+        for i in kept
+    ]
 
 
 def select_detections(
@@ -110,34 +165,13 @@ def select_detections(
 
     Each box takes its highest-scoring phrase; it is kept when that score >= box_threshold.
     Boxes are clipped to the [0, width] x [0, height] frame, then NMS runs per phrase, then the
-    top `max_boxes` by score remain. Returns (phrase, x0, y0, x1, y1, score) tuples.
+    top `max_boxes` by score remain.
     """
     if scores.numel() == 0 or scores.shape[-1] == 0:
         return []
-    best, phrase = scores.max(dim=-1)
-    keep = best >= box_threshold
-    if not bool(keep.any()):
-        return []
-    best, phrase, boxes = best[keep], phrase[keep], boxes_xyxy[keep].float()
-    boxes = torch.stack(
-        [
-            boxes[:, 0].clamp(0, width),
-            boxes[:, 1].clamp(0, height),
-            boxes[:, 2].clamp(0, width),
-            boxes[:, 3].clamp(0, height),
-        ],
-        dim=-1,
-    )
-    boxes = torch.stack(
-        [torch.minimum(boxes[:, 0], boxes[:, 2]), torch.minimum(boxes[:, 1], boxes[:, 3]),
-         torch.maximum(boxes[:, 0], boxes[:, 2]), torch.maximum(boxes[:, 1], boxes[:, 3])],
-        dim=-1,
-    )
-    kept = batched_nms(boxes, best, phrase, nms_iou, max_boxes)
-    best = best[kept].clamp(0.0, 1.0).cpu().tolist()
-    phrase = phrase[kept].cpu().tolist()
-    boxes = boxes[kept].cpu().tolist()
-    return [(int(p), b[0], b[1], b[2], b[3], float(s)) for p, b, s in zip(phrase, boxes, best)]
+    best, phrase, boxes = best_phrases(scores[None], boxes_xyxy[None])
+    return select_from_best(best[0], phrase[0], boxes[0], width=width, height=height,
+                            box_threshold=box_threshold, nms_iou=nms_iou, max_boxes=max_boxes)
 
 
 def merge_detections(
@@ -146,8 +180,6 @@ def merge_detections(
     """Merge detections of one image from several prompts (chunks): NMS per phrase, top K."""
     if not detections:
         return []
-    t = torch.tensor([d[1:5] for d in detections], dtype=torch.float32)
-    s = torch.tensor([d[5] for d in detections], dtype=torch.float32)
-    g = torch.tensor([d[0] for d in detections], dtype=torch.long)
-    kept = batched_nms(t, s, g, nms_iou, max_boxes).tolist()
+    arr = np.asarray(detections, dtype=np.float64)
+    kept = greedy_nms(arr[:, 1:5], arr[:, 5], arr[:, 0].astype(np.int64), nms_iou, max_boxes)
     return [detections[i] for i in kept]

@@ -22,7 +22,14 @@ from teacher.checkpoints import (
     materialise,
     read_json,
 )
-from teacher.grounding import cxcywh_to_xyxy, merge_detections, phrase_scores, positive_map, select_detections
+from teacher.grounding import (
+    best_phrases,
+    cxcywh_to_xyxy,
+    merge_detections,
+    phrase_scores,
+    positive_map,
+    select_from_best,
+)
 from teacher.prompts import Prompt, build_prompts
 from teacher.protocol import Detection, GroundingSettings, TeacherRequest
 
@@ -78,22 +85,36 @@ class GroundingDinoTeacher:
         self.autocast_dtype = torch.bfloat16 if self.device.startswith("cuda") else None
         self.fast_modules = 0
         if fast and self.device.startswith("cuda"):
+            from teacher.fast.precision import precast_weights
+
             self.fast_modules = _install_fast_path(self.model)
+            precast_weights(self.model, torch.bfloat16)
 
     def _pixels(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         """Pad uint8 HxWx3 images into one batch; normalise on the device."""
         h = max(im.shape[0] for im in images)
         w = max(im.shape[1] for im in images)
-        batch = torch.zeros((len(images), h, w, 3), dtype=torch.uint8)
-        mask = torch.zeros((len(images), h, w), dtype=torch.long)
+        batch = self._host_buffer(len(images) * h * w * 3).view(len(images), h, w, 3)
+        batch.zero_()
         for i, im in enumerate(images):
             batch[i, : im.shape[0], : im.shape[1]] = torch.from_numpy(im if im.flags.writeable else im.copy())
-            mask[i, : im.shape[0], : im.shape[1]] = 1
-        if self.device.startswith("cuda"):
-            batch, mask = batch.pin_memory(), mask.pin_memory()
-        batch = batch.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
-        pixels = (batch - self._mean) / self._std
-        return pixels.contiguous(), mask.to(self.device, non_blocking=True)
+        sizes = torch.tensor([[im.shape[0], im.shape[1]] for im in images])
+        device_batch = batch.to(self.device, non_blocking=True)
+        sizes = sizes.to(self.device, non_blocking=True)
+        rows = torch.arange(h, device=self.device)[None, :, None] < sizes[:, 0, None, None]
+        cols = torch.arange(w, device=self.device)[None, None, :] < sizes[:, 1, None, None]
+        mask = (rows & cols).long()
+        pixels = (device_batch.permute(0, 3, 1, 2).float() - self._mean) / self._std
+        return pixels.contiguous(), mask
+
+    def _host_buffer(self, numel: int) -> torch.Tensor:
+        """A reused (pinned, on CUDA) staging buffer: pinning a fresh one per batch costs more than
+        the copy. Safe to reuse: `predict` waits for its results before the next batch."""
+        buf = getattr(self, "_staging", None)
+        if buf is None or buf.numel() < numel:
+            buf = torch.empty(numel, dtype=torch.uint8, pin_memory=self.device.startswith("cuda"))
+            self._staging = buf
+        return buf[:numel]
 
     @torch.inference_mode()
     def _forward(self, texts: list[str], images: list[np.ndarray]):
@@ -136,15 +157,25 @@ class GroundingDinoTeacher:
         prompts_per_request = [0] * len(requests)
         if jobs:
             logits, boxes, offsets = self._forward([p.text for _, p in jobs], [requests[ri].pixels for ri, _ in jobs])
+            n_tokens = logits.shape[-1]
+            max_phrases = max(len(p.spans) for _, p in jobs)
+            pos = torch.zeros((len(jobs), max_phrases, n_tokens))
+            valid = torch.zeros((len(jobs), max_phrases), dtype=torch.bool)
+            scale = torch.empty((len(jobs), 1, 4))
+            for j, (ri, prompt) in enumerate(jobs):
+                pos[j, : len(prompt.spans)] = positive_map(offsets[j], prompt.spans, n_tokens)
+                valid[j, : len(prompt.spans)] = True
+                req = requests[ri]
+                scale[j, 0] = torch.tensor([req.width, req.height, req.width, req.height])
+            scores = phrase_scores(logits, pos.to(logits.device))
+            scores = scores.masked_fill(~valid.to(scores.device)[:, None, :], -1.0)
+            xyxy = cxcywh_to_xyxy(boxes) * scale.to(boxes.device)
+            best, phrase, px = best_phrases(scores, xyxy)
             for j, (ri, prompt) in enumerate(jobs):
                 prompts_per_request[ri] += 1
                 req = requests[ri]
-                pos = positive_map(offsets[j], prompt.spans, logits.shape[-1])
-                scores = phrase_scores(logits[j], pos)
-                scale = torch.tensor([req.width, req.height, req.width, req.height], device=boxes.device)
-                xyxy = cxcywh_to_xyxy(boxes[j]) * scale
-                dets = select_detections(
-                    scores, xyxy, width=req.width, height=req.height,
+                dets = select_from_best(
+                    best[j], phrase[j], px[j], width=req.width, height=req.height,
                     box_threshold=s.box_threshold, nms_iou=s.nms_iou, max_boxes=s.max_boxes,
                 )
                 found[ri].extend((prompt.phrase_ids[p], *rest) for p, *rest in dets)

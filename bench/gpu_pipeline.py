@@ -11,7 +11,6 @@ prepared batches, then the whole pipeline with CPU worker processes, and prints 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -53,7 +52,7 @@ def main() -> int:
 
     from pipeline.config import build_config
     from pipeline.inprocess import run_inprocess
-    from pipeline.prepare import PreparedShard, ShardPreparer, TeacherBatch
+    from pipeline.prepare import ShardPreparer, TeacherBatch
     from pipeline.run import plan_run
     from teacher.load import load_teacher
     from teacher.protocol import GroundingSettings

@@ -8,7 +8,7 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from pipeline import storage
+from pipeline.output_lock import LockHeldError, OutputLock
 from pipeline.config import ConfigError, LabelConfig
 from pipeline.run import RunPlan, ShardOutcome, clean_temp_files, plan_run, summary_text, write_run_record
 from pipeline.shards import ShardListError
@@ -54,11 +54,11 @@ def run_job(
         return 2
     print(f"{len(plan.shards)} input shard(s): {len(plan.skipped)} already done, {len(plan.todo)} to label "
           f"(config {plan.config_hash}, run {plan.run_id})", file=sys.stderr)
-    lock = storage.OutputLock(plan.config.output)
+    lock = OutputLock(plan.config.output)
     outcomes: list[ShardOutcome] = []
     try:
         lock.acquire(plan.run_id, plan.config_hash)
-    except storage.LockHeldError as exc:
+    except LockHeldError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
     except OSError as exc:

@@ -17,7 +17,7 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from tests.jobs.conftest import ROOT, copy_inputs, run_job_subprocess
+from tests.jobs.conftest import ROOT, run_job_subprocess
 from tests.jobs.output_checks import check_output
 from tests.s3_server import FaultRule
 

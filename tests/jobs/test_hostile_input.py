@@ -9,7 +9,6 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from jobs.label_cc12m import main
-from pipeline.reader import split_member
 from tests.hostile_corpus import hostile_samples, truncate_tar, write_hostile_shard
 from tests.jobs.conftest import FAST_FLAGS
 from tests.jobs.output_checks import check_output
@@ -25,7 +24,7 @@ def test_hostile_shard_statuses_and_containment(tmp_path, tiny_teacher, capsys):
     expected = write_hostile_shard(inputs / "00000.tar")
     truncate_tar(inputs / "00000.tar", inputs / "00001.tar", 0.6)
     out = tmp_path / "work" / "out"
-    outside_before = _files(tmp_path) 
+    outside_before = _files(tmp_path)
     code = main(["--input", str(inputs / "*.tar"), "--output", str(out), "--teacher", tiny_teacher,
                  "--runner", "inprocess", "--no-progress", *FAST_FLAGS])
     assert code == 0

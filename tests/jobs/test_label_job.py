@@ -6,7 +6,6 @@ import hashlib
 import json
 from pathlib import Path
 
-import pytest
 
 from jobs.label_cc12m import main
 from tests.jobs.conftest import FAST_FLAGS, copy_inputs

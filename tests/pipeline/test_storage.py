@@ -14,7 +14,7 @@ import fsspec
 import pytest
 
 from pipeline import storage
-from pipeline.storage import LockHeldError, OutputLock
+from pipeline.output_lock import LockHeldError, OutputLock
 from tests.s3_server import FaultProxy, FaultRule, S3Env
 
 
@@ -234,7 +234,7 @@ def test_racing_acquirers_get_one_winner(lock_root: str) -> None:
 
 def test_lock_of_a_killed_process_on_this_host_is_taken_over_at_once(tmp_path: Path) -> None:
     root = str(tmp_path / "out")
-    code = ("import os, sys; from pipeline.storage import OutputLock; "
+    code = ("import os, sys; from pipeline.output_lock import OutputLock; "
             "OutputLock(sys.argv[1]).acquire('run-dead', 'cfg'); os._exit(0)")
     subprocess.run([sys.executable, "-c", code, root], check=True, timeout=120,
                    cwd=Path(__file__).resolve().parents[2])

@@ -47,7 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.verify import main as verify
 
     code = verify([str(output), "--input", str(inputs / "*.tar")])
-    print(f"\noutput: {output}\n  inspect: python -m pipeline.inspect {output}\n  duckdb:  duckdb -c \"select status, count(*) from '{output}/parquet/*.parquet' group by 1\"")
+    print(f"\noutput: {output}")
+    print(f"  summary:  python -m pipeline.inspect {output}")
+    print(f"  DuckDB:   SELECT status, count(*) FROM '{output}/parquet/*.parquet' GROUP BY 1")
+    print(f"  gallery:  python -m pipeline.gallery {output} --out {work / 'gallery'}")
     return code
 
 

@@ -14,7 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline import storage
-from pipeline.verify import main, read_input, verify_output
+from pipeline.verify import main, verify_output
+from pipeline.verify_checks import read_input
 from schemas import Manifest, row_to_json_record, rows_to_table, schema_metadata
 from schemas.manifest import OutputFile
 from schemas.rows import DECODED_STATUSES, empty_row

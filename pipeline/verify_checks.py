@@ -1,0 +1,294 @@
+"""Checks behind `pipeline.verify`: Parquet rows, the tar, the manifest, and the input shard.
+
+Each function returns human-readable violations (an empty list when the part is sound).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import tarfile
+from collections import Counter
+from typing import IO, Any, Iterator
+
+import pyarrow as pa
+
+from pipeline import storage
+from schemas.manifest import Manifest
+from schemas.rows import DECODED_STATUSES, ROW_SCHEMA, Status, row_to_json_record
+
+EPS = 1e-3  # slack for float32 box coordinates at the frame edge
+MAX_LISTED = 5  # offending keys named per violation kind
+IMAGE_EXTS = frozenset({"jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"})
+_DECODED = frozenset(s.value for s in DECODED_STATUSES)
+_STATUSES = frozenset(Status.values())
+
+
+def _some(keys: Any) -> str:
+    keys = list(keys)
+    shown = ", ".join(repr(k) for k in keys[:MAX_LISTED])
+    return shown + (f" (+{len(keys) - MAX_LISTED} more)" if len(keys) > MAX_LISTED else "")
+
+
+def _split_member(name: str) -> tuple[str, str]:
+    """WebDataset convention: key = path up to the first dot of the basename; ext = the rest."""
+    head, _, base = name.rpartition("/")
+    stem, dot, ext = base.partition(".")
+    return (f"{head}/{stem}" if head else stem), ext
+
+
+class _HashingReader(io.RawIOBase):
+    """Wraps a binary stream, hashing and counting what is read (one pass over a tar)."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw, self.sha, self.size = raw, hashlib.sha256(), 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.sha.update(data)
+        self.size += len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(1 << 20):
+            pass
+
+
+def _stream_tar(url: str) -> Iterator[tuple[tarfile.TarInfo, bytes | None]]:
+    """Members of a tar in order, with the bytes of regular files, read as a stream."""
+    fs, path = storage.filesystem(url)
+    with fs.open(path, "rb") as f, tarfile.open(fileobj=f, mode="r|*") as tar:
+        for member in tar:
+            data = tar.extractfile(member).read() if member.isfile() else None  # type: ignore[union-attr]
+            if data is not None and len(data) != member.size:
+                raise tarfile.ReadError(f"member {member.name} is cut short")
+            yield member, data
+        # tarfile ends the loop quietly when a cut lands in or before a header block; a whole
+        # archive has at least one zero block where the next header would be.
+        if tar.fileobj.pos - tar.offset < tarfile.BLOCKSIZE:  # type: ignore[union-attr]
+            raise tarfile.ReadError(f"archive cut short after byte {tar.fileobj.pos}")  # type: ignore[union-attr]
+
+
+def _json_equal(a: Any, b: Any) -> bool:
+    """Equality that allows float32 rounding (the Parquet stores float32, JSON may hold doubles)."""
+    if isinstance(a, float) or isinstance(b, float):
+        return (isinstance(a, (int, float)) and isinstance(b, (int, float))
+                and math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-6))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def check_schema(schema: pa.Schema) -> list[str]:
+    """Every column of ROW_SCHEMA present with its type (extra columns are allowed)."""
+    out = []
+    for field in ROW_SCHEMA:
+        idx = schema.get_field_index(field.name)
+        if idx < 0:
+            out.append(f"parquet: column {field.name!r} missing")
+        elif not schema.field(idx).type.equals(field.type):
+            out.append(f"parquet: column {field.name!r} has type {schema.field(idx).type}, expected {field.type}")
+    return out
+
+
+def check_rows(rows: list[dict[str, Any]], shard: str) -> list[str]:
+    """The row invariants of DESIGN.md and issue 3 (invariant 1), one message per kind."""
+    bad: dict[str, list[str]] = {}
+
+    def flag(kind: str, key: str) -> None:
+        bad.setdefault(kind, []).append(key)
+
+    counts = Counter(r["key"] for r in rows)
+    for key, n in counts.items():
+        if n > 1:
+            flag("duplicate key", key)
+    for r in rows:
+        key, status = r["key"], r["status"]
+        if r["shard"] != shard:
+            flag(f"shard column is not {shard!r}", key)
+        if status not in _STATUSES:
+            flag("unknown status", key)
+        if (r["error"] is None) != (status == Status.OK.value):
+            flag("error must be set exactly when status is not ok", key)
+        caption, phrases = r["caption"] or "", r["phrases"] or []
+        for p in phrases:
+            if not (0 <= p["start"] <= p["end"] <= len(caption)) or caption[p["start"]:p["end"]] != p["text"]:
+                flag("phrase span does not match caption[start:end]", key)
+                break
+        w, h = r["width"], r["height"]
+        for b in r["boxes"] or []:
+            if not 0 <= b["phrase"] < len(phrases):
+                flag("box phrase index out of range", key)
+                break
+            if w is None or h is None:
+                flag("boxes without width/height", key)
+                break
+            coords = [b["x0"], b["y0"], b["x1"], b["y1"]]
+            if not all(math.isfinite(c) for c in coords) or not (
+                -EPS <= b["x0"] <= b["x1"] + EPS and b["x1"] <= w + EPS
+                and -EPS <= b["y0"] <= b["y1"] + EPS and b["y1"] <= h + EPS):
+                flag("box outside the width x height frame", key)
+                break
+            if not (math.isfinite(b["score"]) and 0.0 <= b["score"] <= 1.0):
+                flag("score outside [0, 1]", key)
+                break
+    return [f"parquet: {kind}: {_some(keys)}" for kind, keys in bad.items()]
+
+
+def check_tar(url: str, rows: list[dict[str, Any]]) -> tuple[list[str], dict[str, str], int, str, int]:
+    """Invariant 2: exactly the decoded rows, each as image + txt + json equal to the row.
+
+    Returns (violations, key -> sha256 of the image bytes, tar samples, sha256, size).
+    """
+    out: list[str] = []
+    expected: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        if r["status"] in _DECODED:
+            try:
+                expected[storage.safe_member_name(r["key"])] = r
+            except ValueError:
+                out.append(f"tar: row key {r['key']!r} cannot name a member")
+    seen: dict[str, set[str]] = {}
+    images: dict[str, str] = {}
+    bad: dict[str, list[str]] = {}
+    fs, path = storage.filesystem(url)
+    with fs.open(path, "rb") as raw:
+        reader = _HashingReader(raw)
+        with tarfile.open(fileobj=reader, mode="r|") as tar:
+            for member in tar:
+                name = member.name
+                if not member.isfile():
+                    bad.setdefault("non-file member", []).append(name)
+                    continue
+                data = tar.extractfile(member).read()  # type: ignore[union-attr]
+                key, ext = _split_member(name)
+                row = expected.get(key)
+                if row is None:
+                    bad.setdefault("member without a decoded row", []).append(name)
+                    continue
+                if ext in seen.setdefault(key, set()):
+                    bad.setdefault("duplicate member", []).append(name)
+                seen[key].add(ext)
+                image_ext = (row.get("image_ext") or "").lstrip(".")
+                if ext == "json":
+                    want = json.loads(row_to_json_record(row))
+                    try:
+                        got = json.loads(data)
+                    except ValueError:
+                        got = None
+                    if not isinstance(got, dict) or not all(_json_equal(got.get(k), v) for k, v in want.items()):
+                        bad.setdefault("json record differs from the parquet row", []).append(row["key"])
+                elif ext == "txt":
+                    if data.decode("utf-8", "replace") != row["caption"]:
+                        bad.setdefault("txt differs from the caption", []).append(row["key"])
+                elif ext == image_ext:
+                    images[row["key"]] = hashlib.sha256(data).hexdigest()
+                else:
+                    bad.setdefault("unexpected member", []).append(name)
+        reader.drain()
+    for key, row in expected.items():
+        image_ext = (row.get("image_ext") or "").lstrip(".")
+        missing = {image_ext or "<image_ext is null>", "txt", "json"} - seen.get(key, set())
+        for ext in sorted(missing):
+            bad.setdefault("missing member", []).append(f"{key}.{ext}")
+    out += [f"tar: {kind}: {_some(names)}" for kind, names in bad.items()]
+    return out, images, len(seen), reader.sha.hexdigest(), reader.size
+
+
+def check_manifest(m: Manifest, rows: list[dict[str, Any]], tar_samples: int) -> list[str]:
+    """Invariant 3, counts half: the manifest says what the files hold."""
+    out = []
+    statuses = Counter(r["status"] for r in rows)
+    boxes = sum(len(r["boxes"] or []) for r in rows)
+    decoded = sum(statuses[s] for s in _DECODED)
+    if m.samples != len(rows):
+        out.append(f"manifest: samples {m.samples} != {len(rows)} parquet rows")
+    if {k: v for k, v in m.status_counts.items() if v} != dict(statuses):
+        out.append(f"manifest: status_counts {m.status_counts} != parquet {dict(statuses)}")
+    if m.boxes != boxes:
+        out.append(f"manifest: boxes {m.boxes} != {boxes} in parquet")
+    if m.tar_samples != decoded or tar_samples != decoded:
+        out.append(f"manifest: tar_samples {m.tar_samples}, tar holds {tar_samples}, decoded rows {decoded}")
+    return out
+
+
+@dataclasses.dataclass
+class InputShard:
+    """What verify needs from an input tar: image hashes per key (first occurrence), how often
+    each key occurs as a sample (consecutive members with one key form a sample), read error."""
+
+    hashes: dict[str, dict[str, str]]
+    occurrences: Counter[str]
+    error: str | None
+
+
+def read_input(url: str) -> InputShard:
+    """Stream an input tar once; a truncated/corrupt tar yields what was read and the error.
+
+    Sample boundaries follow the job's reader: a member starts a new sample when its key differs
+    from the previous one or its extension repeats within the current sample; members without an
+    extension and macOS '._' files are not samples.
+    """
+    inp = InputShard({}, Counter(), None)
+    previous: str | None = None
+    exts: set[str] = set()
+    try:
+        for member, data in _stream_tar(url):
+            key, ext = _split_member(member.name)
+            if data is None or not ext or key.startswith("._"):
+                continue
+            last = ext.lower().rsplit(".", 1)[-1]
+            if key != previous or last in exts:
+                inp.occurrences[key] += 1
+                previous, exts = key, set()
+            exts.add(last)
+            if inp.occurrences[key] == 1:
+                inp.hashes.setdefault(key, {}).setdefault(ext.lower(), hashlib.sha256(data).hexdigest())
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        inp.error = f"{type(exc).__name__}: {exc}"
+    return inp
+
+
+def check_against_input(input_url: str, m: Manifest, rows: list[dict[str, Any]],
+                        images: dict[str, str]) -> list[str]:
+    """Parquet keys are the input's keys (one row per sample); tar images are the input's bytes.
+
+    A key that occurs several times in the input has one row under its own key, and one row with
+    status duplicate_key per extra occurrence (under whatever derived key the writer chose).
+    """
+    out = []
+    inp = read_input(input_url)
+    dup_rows = sum(r["status"] == Status.DUPLICATE_KEY.value for r in rows)
+    got = {r["key"] for r in rows if r["status"] != Status.DUPLICATE_KEY.value}
+    missing = set(inp.occurrences) - got
+    if inp.error is not None:
+        if not m.truncated_input:
+            out.append(f"input: {input_url} is unreadable ({inp.error}) but the manifest does not say truncated_input")
+        missing.discard(next(reversed(inp.occurrences), None))
+    extra = got - set(inp.occurrences)
+    if missing:
+        out.append(f"input: keys missing from parquet: {_some(sorted(missing))}")
+    if extra:
+        out.append(f"input: parquet keys not in the input: {_some(sorted(extra))}")
+    extra_occurrences = sum(n - 1 for n in inp.occurrences.values())
+    if inp.error is None and dup_rows != extra_occurrences:
+        out.append(f"input: {extra_occurrences} repeated sample(s) in the input but {dup_rows} duplicate_key row(s)")
+    differ = []
+    for r in rows:
+        digest = images.get(r["key"])
+        if digest is None or r["status"] == Status.DUPLICATE_KEY.value:
+            continue
+        ext = (r.get("image_ext") or "").lstrip(".").lower()
+        if inp.hashes.get(r["key"], {}).get(ext) != digest:
+            differ.append(r["key"])
+    if differ:
+        out.append(f"tar: image bytes differ from the input: {_some(differ)}")
+    return out

@@ -24,11 +24,26 @@ if str(ROOT) not in sys.path:
 from pipeline.config import ConfigError, build_config  # noqa: E402
 
 
+EPILOG = """exit codes: 0 every shard done; 1 some shard failed (each is named); 2 bad flag, config,
+input or teacher; 3 another run holds the output (OUTPUT/_lock.json).
+Settings may also come from --config FILE.yaml (keys as the flags, with _ or -); flags win."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """One-line errors (the usage block buries them), with a hint for an unquoted glob."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        if "unrecognized arguments" in message and ".tar" in message:
+            message += "; quote the --input pattern ('dir/*.tar') so the shell does not expand it"
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--input", help="shard pattern: brace range or glob, local or s3://")
-    p.add_argument("--output", help="output root, local directory or s3:// prefix")
-    p.add_argument("--teacher", help="checkpoint: Hugging Face id, local directory, s3:// prefix, glip-t:PATH or glip-l:PATH")
+    p = _Parser(prog="python jobs/label_cc12m.py", description=__doc__.split("\n\n")[0], epilog=EPILOG,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--input", help="required: shard pattern (brace range, glob or directory), local or s3://")
+    p.add_argument("--output", help="required: output root, local directory or s3:// prefix")
+    p.add_argument("--teacher", help="required: Hugging Face id, local directory, s3:// prefix, glip-t:PATH or glip-l:PATH")
     p.add_argument("--teacher-revision", help="pin a hub revision (commit) of the teacher")
     p.add_argument("--box-threshold", type=float, help="keep boxes whose phrase score is at least this (default 0.1)")
     p.add_argument("--nms-iou", type=float, help="IoU threshold of the per-phrase NMS (default 0.5)")
@@ -40,7 +55,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--shards-in-flight", type=int, help="shards labelled at once (default: workers + teachers)")
     p.add_argument("--min-size", type=int, help="teacher input shortest side (default 800)")
     p.add_argument("--max-size", type=int, help="teacher input longest side at most (default 1333)")
-    p.add_argument("--max-pixels", type=int, help="refuse images with more pixels than this (decompression bombs)")
+    p.add_argument("--max-pixels", type=int, help="refuse images with more pixels than this (default 89478485; decompression bombs)")
     p.add_argument("--spacy-model", help="spaCy model for noun phrases (default en_core_web_sm, else its PyPI copy)")
     p.add_argument("--device", help="teacher device, e.g. cuda or cpu (default: cuda when available)")
     p.add_argument("--eager", dest="fast_teacher", action="store_const", const=False, help="use the reference eager teacher, not the fused GPU path")

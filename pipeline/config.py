@@ -58,6 +58,8 @@ class LabelConfig:
             raise ConfigError("--input is required: give a shard pattern such as 's3://bucket/cc12m/{00000..01242}.tar'")
         if not self.output:
             raise ConfigError("--output is required: give a local directory or an s3:// prefix")
+        if "://" not in self.output and Path(self.output).expanduser().is_file():
+            raise ConfigError(f"--output {self.output} is a file; give a directory or an s3:// prefix")
         if not self.teacher:
             raise ConfigError("--teacher is required: give a checkpoint directory, an s3:// prefix or a Hugging Face id (python -m teacher.tiny DIR writes a tiny one)")
         if not 0.0 <= self.box_threshold <= 1.0:
@@ -110,21 +112,51 @@ def load_yaml(path: str) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
+def _coerce(name: str, value: Any, source: str) -> Any:
+    """Check a YAML value against the field's type (flags are typed by argparse already)."""
+    kind = str(FIELDS[name].type)
+    if value is None:
+        if "None" in kind:
+            return None
+        raise ConfigError(f"setting {name} in {source} needs a value")
+    if "bool" in kind:
+        if not isinstance(value, bool):
+            raise ConfigError(f"setting {name} in {source} must be true or false, not {value!r}")
+        return value
+    if "float" in kind or "int" in kind:
+        if isinstance(value, bool):
+            raise ConfigError(f"setting {name} in {source} must be a number, not {value!r}")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"setting {name} in {source} must be a number, not {value!r}") from None
+        if "int" in kind and "float" not in kind:
+            if number != int(number):
+                raise ConfigError(f"setting {name} in {source} must be a whole number, not {value!r}")
+            return int(number)
+        return number
+    return str(value)
+
+
 def build_config(flags: Mapping[str, Any], yaml_path: str | None = None) -> LabelConfig:
     """Defaults < YAML file < flags given on the command line (None means 'not given')."""
+    import difflib
+
     values: dict[str, Any] = {}
     if yaml_path:
-        values.update(load_yaml(yaml_path))
-    values.update({k: v for k, v in flags.items() if v is not None})
-    unknown = sorted(set(values) - set(FIELDS))
-    if unknown:
-        raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(FIELDS))}")
-    for name, value in list(values.items()):
-        default = FIELDS[name].default
-        if isinstance(default, bool) and not isinstance(value, bool):
-            raise ConfigError(f"setting {name} must be true or false, not {value!r}")
-        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-            values[name] = float(value)
+        from_file = load_yaml(yaml_path)
+        for name in from_file:
+            if name not in FIELDS:
+                close = difflib.get_close_matches(name, list(FIELDS), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else f"; known settings: {', '.join(sorted(FIELDS))}"
+                raise ConfigError(f"unknown setting {name!r} in {yaml_path}{hint}")
+        values.update({k: _coerce(k, v, yaml_path) for k, v in from_file.items()})
+    for name, value in flags.items():
+        if value is None:
+            continue
+        if name not in FIELDS:
+            raise ConfigError(f"unknown setting {name!r}")
+        values[name] = float(value) if isinstance(FIELDS[name].default, float) and isinstance(value, int) else value
     return LabelConfig(**values).validate()
 
 

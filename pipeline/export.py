@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.export_formats import GRIT_SCHEMA, CocoBuilder, grit_record, image_name, odvg_record
-from pipeline.loader_shards import ShardRef, complete_shards, iter_tar_members, read_table
+from pipeline.loader_shards import NoCommittedShards, ShardRef, complete_shards, iter_tar_members, read_table, require_committed_shards
 from pipeline.loader_targets import LabelFilter, filter_boxes
 
 FORMATS = ("odvg", "mdetr", "coco", "grit")
@@ -97,15 +97,28 @@ def export(output: str, fmt: str, out: str, flt: LabelFilter, keep_empty: bool =
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.export", description=__doc__.splitlines()[0])
     parser.add_argument("output", help="output root (local or s3://) or pattern")
-    parser.add_argument("--format", required=True, choices=FORMATS)
+    parser.add_argument("--format", required=True, choices=FORMATS, help="odvg (JSONL), mdetr or coco (JSON), grit (Parquet)")
     parser.add_argument("--out", required=True, help="file to write (local or s3://)")
-    parser.add_argument("--min-score", type=float, default=0.0)
+    parser.add_argument("--min-score", type=float, default=0.0, help="drop boxes scoring below this (default 0: every stored box)")
     parser.add_argument("--nms-iou", type=float, default=None, help="per-phrase NMS at this IoU")
     parser.add_argument("--keep-empty", action="store_true", help="also export ok rows with no box left")
     parser.add_argument("--images", type=Path, help="extract the exported rows' images under this directory")
     args = parser.parse_args(argv)
+    if "://" not in args.out and Path(args.out).is_dir():
+        print(f"error: --out {args.out} is a directory; give a file path such as instances.json", file=sys.stderr)
+        return 2
+    if args.images is not None and args.images.exists() and not args.images.is_dir():
+        print(f"error: --images {args.images} is a file; give a directory to extract the images into", file=sys.stderr)
+        return 2
     flt = LabelFilter(min_score=args.min_score, nms_iou=args.nms_iou, min_boxes=0)
-    counts = export(args.output, args.format, args.out, flt, args.keep_empty, args.images)
+    try:
+        require_committed_shards(args.output)
+        counts = export(args.output, args.format, args.out, flt, args.keep_empty, args.images)
+    except (NoCommittedShards, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"exported {counts.get('images', 0)} image(s) and {counts.get('boxes', 0)} box(es) as {args.format} to {args.out}",
+          file=sys.stderr)
     print(json.dumps({"format": args.format, "out": args.out, **counts}))
     return 0
 

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipeline.loader_shards import complete_shards, iter_tar_members, read_table
+from pipeline.loader_shards import NoCommittedShards, complete_shards, iter_tar_members, read_table, require_committed_shards
 
 CARD_IMAGE_PX = 344  # figure width 360 minus padding: the on-screen width of every image
 
@@ -183,11 +183,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.gallery", description=__doc__.splitlines()[0])
     parser.add_argument("output", help="output root (local or s3://) or pattern")
     parser.add_argument("--out", required=True, type=Path, help="directory for index.html and images/")
-    parser.add_argument("--samples", type=int, default=48)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--min-score", type=float, default=0.0, help="boxes below this are not drawn at all")
+    parser.add_argument("--samples", type=int, default=48, help="images on the page (default 48)")
+    parser.add_argument("--seed", type=int, default=0, help="which samples are drawn (default 0)")
+    parser.add_argument("--min-score", type=float, default=0.0, help="boxes below this are not drawn at all (default 0)")
     args = parser.parse_args(argv)
-    shown = build(args.output, args.out, args.samples, args.seed, args.min_score)
+    if args.out.exists() and not args.out.is_dir():
+        print(f"error: --out {args.out} is a file; give a directory for index.html and images/", file=sys.stderr)
+        return 2
+    try:
+        require_committed_shards(args.output)
+        shown = build(args.output, args.out, args.samples, args.seed, args.min_score)
+    except (NoCommittedShards, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"{args.out / 'index.html'}: {shown} samples")
     return 0
 

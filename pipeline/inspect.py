@@ -23,7 +23,7 @@ from typing import Any
 
 import duckdb
 
-from pipeline.loader_shards import ShardRef, complete_shards, read_table
+from pipeline.loader_shards import NoCommittedShards, ShardRef, complete_shards, read_table, require_committed_shards
 
 VIEWS = """
 CREATE VIEW samples AS SELECT *, len(phrases) AS num_phrases, len(boxes) AS num_boxes FROM raw;
@@ -136,21 +136,28 @@ def format_summary(s: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.inspect", description=__doc__.splitlines()[0])
     parser.add_argument("output", help="output root (local or s3://), brace pattern, or wds/*.tar pattern")
-    parser.add_argument("--min-score", type=float, default=0.0, help="re-threshold: count boxes with score >= X")
+    parser.add_argument("--min-score", type=float, default=0.0, help="re-threshold: count boxes with score >= X (default 0: every stored box)")
     parser.add_argument("--sql", help="run this query over the views instead of the summary")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("--top", type=int, default=15, help="rows in the phrase tables")
+    parser.add_argument("--top", type=int, default=15, help="rows in the phrase tables (default 15)")
     args = parser.parse_args(argv)
-    con, refs = connect(args.output, args.min_score)
+    try:
+        require_committed_shards(args.output)
+        con, refs = connect(args.output, args.min_score)
+    except (NoCommittedShards, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.sql:
-        rows = _rows(con, args.sql)
+        try:
+            rows = _rows(con, args.sql)
+        except duckdb.Error as exc:
+            print(f"error: the --sql query failed: {str(exc).splitlines()[0]}", file=sys.stderr)
+            return 2
         if args.json:
             print(json.dumps(rows, default=str, ensure_ascii=False, indent=1))
         else:
             con.sql(args.sql).show(max_rows=100, max_width=200)
         return 0
-    if not refs:
-        print(f"no committed shards under {args.output}", file=sys.stderr)
     result = summary(con, refs, args.min_score, args.top)
     print(json.dumps(result, default=str, ensure_ascii=False, indent=1) if args.json else format_summary(result))
     return 0

@@ -44,13 +44,18 @@ def run_job(
     init_ray: Callable[[str | None], None] | None = None,
 ) -> int:
     """Run the job; return the process exit code (0 only if every shard is done)."""
+    from teacher.checkpoints import CheckpointError, validate_teacher_spec
+
     try:
+        validate_teacher_spec(config.teacher, config.allow_pickle_checkpoint)
         plan = plan_run(config)
-    except (ConfigError, ShardListError) as exc:
+    except (ConfigError, ShardListError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:
-        print(f"error: cannot read --input {config.input} or --output {config.output}: {exc}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - storage/credential errors become one sentence
+        print(f"error: cannot read --input {config.input} or --output {config.output} "
+              f"({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+              "check the paths, and for s3:// the AWS credentials (AWS_PROFILE or AWS_ACCESS_KEY_ID)", file=sys.stderr)
         return 2
     print(f"{len(plan.shards)} input shard(s): {len(plan.skipped)} already done, {len(plan.todo)} to label "
           f"(config {plan.config_hash}, run {plan.run_id})", file=sys.stderr)
@@ -73,6 +78,9 @@ def run_job(
             on_samples, on_outcome, close = _progress(plan, progress)
             try:
                 outcomes = _label(plan, runner, ray_address, init_ray, on_samples, on_outcome)
+            except TeacherLoadError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
             finally:
                 close()
         record = write_run_record(plan, outcomes, finished=True)
@@ -83,6 +91,10 @@ def run_job(
     return 1 if record.shards_failed else 0
 
 
+class TeacherLoadError(RuntimeError):
+    """The teacher could not be loaded on a worker (bad checkpoint, no network for a hub id)."""
+
+
 def _label(plan, runner, ray_address, init_ray, on_samples, on_outcome) -> list[ShardOutcome]:
     if runner == "inprocess":
         from pipeline.inprocess import run_inprocess
@@ -91,10 +103,22 @@ def _label(plan, runner, ray_address, init_ray, on_samples, on_outcome) -> list[
 
         cfg = plan.config
         settings = GroundingSettings(cfg.box_threshold, cfg.nms_iou, cfg.max_boxes, cfg.prompt_mode)
-        teacher = load_teacher(cfg.teacher, settings, device=cfg.device, allow_pickle=cfg.allow_pickle_checkpoint, fast=cfg.fast_teacher)
+        try:
+            teacher = load_teacher(cfg.teacher, settings, device=cfg.device, allow_pickle=cfg.allow_pickle_checkpoint, fast=cfg.fast_teacher)
+        except Exception as exc:  # noqa: BLE001 - one sentence for the user, not a traceback
+            raise TeacherLoadError(f"cannot load teacher {cfg.teacher}: {_last_line(exc)}") from exc
         return run_inprocess(plan, teacher, on_samples=on_samples, on_outcome=on_outcome, cpu_workers=cfg.cpu_workers or 0)
     from pipeline.ray_runner import RayRunner
 
     if init_ray is not None:
         init_ray(ray_address)
-    return RayRunner(plan).run(on_samples=on_samples, on_outcome=on_outcome)
+    try:
+        runner_ = RayRunner(plan)
+    except Exception as exc:  # noqa: BLE001 - the actor's load error, as one sentence
+        raise TeacherLoadError(f"cannot load teacher {plan.config.teacher}: {_last_line(exc)}") from exc
+    return runner_.run(on_samples=on_samples, on_outcome=on_outcome)
+
+
+def _last_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else exc.__class__.__name__

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import posixpath
-from typing import IO, Iterable, Iterator
+from typing import IO, Any, Iterable, Iterator
 
 import braceexpand
 import fsspec
@@ -153,3 +153,17 @@ def iter_tar_members(url: str) -> Iterator[dict[str, bytes | str]]:
     with open_binary(url) as stream:
         members = ({**member, "__url__": url} for member in tar_file_iterator(stream))
         yield from group_by_keys(members)
+
+
+class NoCommittedShards(ValueError):
+    """An output path that holds no finished shard: most likely a typo in the path."""
+
+
+def require_committed_shards(spec: Any) -> list[ShardRef]:
+    """`complete_shards`, but an empty result is an error naming the path."""
+    refs = complete_shards(spec)
+    if not refs:
+        raise NoCommittedShards(
+            f"no committed shards under {spec} (no _manifests/*.json beside parquet/ and wds/); check the path"
+        )
+    return refs

@@ -277,10 +277,10 @@ def _write_stats(directory: str, shard: int, generated: list[GeneratedSample]) -
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.samples", description=__doc__.split("\n\n")[0])
-    parser.add_argument("directory")
-    parser.add_argument("--shards", type=int, required=True)
+    parser.add_argument("directory", help="where the shards 00000.tar, 00001.tar, ... are written")
+    parser.add_argument("--shards", type=int, required=True, help="number of shards")
     parser.add_argument("--samples", type=int, required=True, help="samples per shard")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="random seed: the same seed writes the same bytes (default 0)")
     parser.add_argument("--start", type=int, default=0, help="index of the first shard")
     parser.add_argument("--max-side", type=int, default=1600, help="largest image side in pixels")
     parser.add_argument("--with-stats", action="store_true", help="also write img2dataset's .parquet and _stats.json")

@@ -15,6 +15,7 @@ import concurrent.futures
 import dataclasses
 import hashlib
 import json
+import os
 import sys
 import tarfile
 from collections import Counter
@@ -180,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--workers", type=int, default=4, help="shards checked in parallel")
     args = parser.parse_args(argv)
+    if "://" not in args.output and os.path.isfile(args.output):
+        print(f"error: {args.output} is a file; give the output root directory of a labelling run", file=sys.stderr)
+        return 2
     try:
         report = verify_output(args.output, args.input_pattern, args.workers)
     except (ValueError, OSError) as exc:  # a bad --input pattern, an unreachable output root

@@ -105,3 +105,28 @@ def read_json(path: Path) -> dict:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+
+
+def validate_teacher_spec(spec: str, allow_pickle: bool = False) -> None:
+    """Fail fast, on the driver, for a teacher that cannot load: a missing file or a directory
+    that is no checkpoint. Hub ids and remote prefixes are checked when the workers load them."""
+    for prefix in ("glip-t:", "glip-l:"):
+        if spec.startswith(prefix):
+            path = Path(spec[len(prefix):]).expanduser()
+            if not path.exists():
+                raise CheckpointError(f"teacher checkpoint {path} does not exist; give the official {prefix[:-1].upper()} .pth or a converted directory")
+            return
+    if is_remote(spec):
+        return
+    path = Path(spec).expanduser()
+    looks_local = spec.startswith((".", "/", "~")) or path.exists()
+    if not looks_local:
+        return  # a Hugging Face id
+    if not path.is_dir():
+        raise CheckpointError(f"teacher checkpoint {spec} does not exist or is not a directory; give a checkpoint directory (python -m teacher.tiny DIR writes a tiny one), an s3:// prefix or a Hugging Face id")
+    if not (path / "config.json").exists():
+        raise CheckpointError(f"teacher directory {spec} has no config.json; give a directory written by save_pretrained or by python -m teacher.glip.convert")
+    names = [f.name for f in path.iterdir()]
+    if not any(n.endswith((".safetensors", ".safetensors.index.json")) or n.endswith(PICKLE_SUFFIXES) for n in names):
+        raise CheckpointError(f"teacher directory {spec} has no weights (model.safetensors); give a complete checkpoint directory")
+    check_weight_format(str(path), allow_pickle)

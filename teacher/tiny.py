@@ -106,9 +106,9 @@ def write_tiny_teacher(out_dir: str | Path, seed: int = 0) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m teacher.tiny", description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", help="directory to write the checkpoint to")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
     args = parser.parse_args(argv)
     path = write_tiny_teacher(args.out_dir, seed=args.seed)
     print(f"wrote tiny Grounding DINO teacher to {path}")

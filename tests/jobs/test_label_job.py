@@ -62,7 +62,7 @@ def test_bad_flags_and_inputs_give_one_clear_sentence(tmp_path, tiny_teacher, ca
     cfg = tmp_path / "c.yaml"
     cfg.write_text("box_treshold: 0.2\n")
     assert main(["--config", str(cfg), "--input", "x", "--output", "y", "--teacher", "t"]) == 2
-    assert "unknown setting(s) box_treshold" in capsys.readouterr().err
+    assert "unknown setting 'box_treshold'" in (err := capsys.readouterr().err) and "did you mean 'box_threshold'" in err
 
 
 def test_yaml_config_is_used_and_flags_override_it(tmp_path, tiny_teacher, generated_shards):
@@ -82,3 +82,40 @@ def test_yaml_config_is_used_and_flags_override_it(tmp_path, tiny_teacher, gener
     assert all(len(r["boxes"]) <= 2 for r in rows)
     assert all(b["score"] >= 0.2 for r in rows for b in r["boxes"])
     check_output(str(out), pattern)
+
+
+def test_user_errors_are_one_sentence_with_exit_code_2(tmp_path, generated_shards, capsys):
+    pattern = str(generated_shards / "*.tar")
+    cases = [
+        (["--teacher", str(tmp_path / "missing")], "does not exist or is not a directory"),
+        (["--teacher", str(tmp_path)], "has no config.json"),
+        (["--teacher", "glip-t:" + str(tmp_path / "nope.pth")], "does not exist"),
+    ]
+    for extra, expected in cases:
+        assert main(["--input", pattern, "--output", str(tmp_path / "o"), *extra]) == 2
+        err = capsys.readouterr().err
+        assert expected in err and "Traceback" not in err, err
+    cfg = tmp_path / "typed.yaml"
+    cfg.write_text("box_threshold: abc\n")
+    assert main(["--config", str(cfg), "--input", pattern, "--output", str(tmp_path / "o"), "--teacher", "t"]) == 2
+    assert "box_threshold in" in (err := capsys.readouterr().err) and "must be a number" in err
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert main(["--input", pattern, "--output", str(afile), "--teacher", "t"]) == 2
+    assert "is a file" in capsys.readouterr().err
+    import pytest
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--input", str(generated_shards / "00000.tar"), str(generated_shards / "00001.tar"), "--output", "o", "--teacher", "t"])
+    assert exit_info.value.code == 2
+    assert "quote the --input pattern" in capsys.readouterr().err
+
+
+def test_tools_refuse_an_output_without_shards(tmp_path, capsys):
+    from pipeline.export import main as export_main
+    from pipeline.inspect import main as inspect_main
+
+    assert inspect_main([str(tmp_path / "nothing")]) == 2
+    assert "no committed shards" in capsys.readouterr().err
+    assert export_main([str(tmp_path / "nothing"), "--format", "coco", "--out", str(tmp_path / "x.json")]) == 2
+    assert "no committed shards" in capsys.readouterr().err

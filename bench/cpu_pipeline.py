@@ -36,11 +36,10 @@ def plain_loop(inputs: str, output: str, teacher_dir: str) -> tuple[float, int]:
     from pipeline.run import plan_run
     from pipeline.writer import apply_detections, write_shard
     from teacher.load import load_teacher
-    from teacher.protocol import GroundingSettings
     from teacher.resilient import predict_resilient
 
     plan = plan_run(_config(inputs, output, teacher_dir))
-    teacher = load_teacher(teacher_dir, GroundingSettings(), device="cpu")
+    teacher = load_teacher(teacher_dir, plan.config.grounding_settings(), device="cpu")
     preparer = ShardPreparer(plan.config)
     t0 = time.perf_counter()
     samples = 0

@@ -10,9 +10,12 @@ import dataclasses
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from schemas import SCHEMA_VERSION
+
+if TYPE_CHECKING:
+    from teacher.protocol import GroundingSettings
 
 PROMPT_MODES = ("caption", "phrases")
 
@@ -79,6 +82,12 @@ class LabelConfig:
             if value is not None and value < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} {value} must not be negative")
         return self
+
+    def grounding_settings(self) -> "GroundingSettings":
+        """The teacher-side settings of this config."""
+        from teacher.protocol import GroundingSettings
+
+        return GroundingSettings(self.box_threshold, self.nms_iou, self.max_boxes, self.prompt_mode)
 
     def hashed_settings(self) -> dict[str, Any]:
         settings = {name: getattr(self, name) for name in self.HASHED}

@@ -99,12 +99,10 @@ def _label(plan, runner, ray_address, init_ray, on_samples, on_outcome) -> list[
     if runner == "inprocess":
         from pipeline.inprocess import run_inprocess
         from teacher.load import load_teacher
-        from teacher.protocol import GroundingSettings
 
         cfg = plan.config
-        settings = GroundingSettings(cfg.box_threshold, cfg.nms_iou, cfg.max_boxes, cfg.prompt_mode)
         try:
-            teacher = load_teacher(cfg.teacher, settings, device=cfg.device, allow_pickle=cfg.allow_pickle_checkpoint, fast=cfg.fast_teacher)
+            teacher = load_teacher(cfg.teacher, cfg.grounding_settings(), device=cfg.device, allow_pickle=cfg.allow_pickle_checkpoint, fast=cfg.fast_teacher)
         except Exception as exc:  # noqa: BLE001 - one sentence for the user, not a traceback
             raise TeacherLoadError(f"cannot load teacher {cfg.teacher}: {_last_line(exc)}") from exc
         return run_inprocess(plan, teacher, on_samples=on_samples, on_outcome=on_outcome, cpu_workers=cfg.cpu_workers or 0)

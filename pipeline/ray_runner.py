@@ -63,12 +63,10 @@ class PrepareActor:
 class TeacherActor:
     def __init__(self, config: LabelConfig) -> None:
         from teacher.load import load_teacher
-        from teacher.protocol import GroundingSettings
 
-        settings = GroundingSettings(config.box_threshold, config.nms_iou, config.max_boxes, config.prompt_mode)
         self.config = config
         self.teacher = load_teacher(
-            config.teacher, settings, device=config.device,
+            config.teacher, config.grounding_settings(), device=config.device,
             allow_pickle=config.allow_pickle_checkpoint, fast=config.fast_teacher,
         )
 
@@ -134,9 +132,8 @@ class RayRunner:
         results = []
         for ref in gen:
             if previous is not None:
-                outstanding = [r for r in results if r is not None]
-                if len(outstanding) >= self.max_outstanding:
-                    ray.wait(outstanding, num_returns=len(outstanding) - self.max_outstanding + 1)
+                if len(results) >= self.max_outstanding:
+                    ray.wait(results, num_returns=len(results) - self.max_outstanding + 1)
                 results.append(self._pick("teacher").predict.remote(previous))
             previous = ref
         if previous is None:

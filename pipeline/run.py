@@ -9,12 +9,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import importlib.metadata
-import json
 import logging
 import os
 import time
 import uuid
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 from pipeline import storage
 from pipeline.config import ConfigError, LabelConfig, diff_settings
@@ -173,10 +172,3 @@ def summary_text(record: RunRecord, new_samples: int) -> str:
     for shard, why in sorted(record.shards_failed.items()):
         lines.append(f"FAILED shard {shard}: {why}")
     return "\n".join(line for line in lines if line)
-
-
-ProgressFn = Callable[[int], None]
-
-
-def json_dump(obj: Any) -> str:
-    return json.dumps(obj, indent=2, sort_keys=True, default=str)

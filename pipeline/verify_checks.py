@@ -12,17 +12,17 @@ import json
 import math
 import tarfile
 from collections import Counter
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 import pyarrow as pa
 
 from pipeline import storage
+from pipeline.reader import ReadReport, iter_samples, split_member
 from schemas.manifest import Manifest
 from schemas.rows import DECODED_STATUSES, ROW_SCHEMA, Status, row_to_json_record
 
 EPS = 1e-3  # slack for float32 box coordinates at the frame edge
 MAX_LISTED = 5  # offending keys named per violation kind
-IMAGE_EXTS = frozenset({"jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"})
 _DECODED = frozenset(s.value for s in DECODED_STATUSES)
 _STATUSES = frozenset(Status.values())
 
@@ -31,13 +31,6 @@ def _some(keys: Any) -> str:
     keys = list(keys)
     shown = ", ".join(repr(k) for k in keys[:MAX_LISTED])
     return shown + (f" (+{len(keys) - MAX_LISTED} more)" if len(keys) > MAX_LISTED else "")
-
-
-def _split_member(name: str) -> tuple[str, str]:
-    """WebDataset convention: key = path up to the first dot of the basename; ext = the rest."""
-    head, _, base = name.rpartition("/")
-    stem, dot, ext = base.partition(".")
-    return (f"{head}/{stem}" if head else stem), ext
 
 
 class _HashingReader(io.RawIOBase):
@@ -58,21 +51,6 @@ class _HashingReader(io.RawIOBase):
     def drain(self) -> None:
         while self.read(1 << 20):
             pass
-
-
-def _stream_tar(url: str) -> Iterator[tuple[tarfile.TarInfo, bytes | None]]:
-    """Members of a tar in order, with the bytes of regular files, read as a stream."""
-    fs, path = storage.filesystem(url)
-    with fs.open(path, "rb") as f, tarfile.open(fileobj=f, mode="r|*") as tar:
-        for member in tar:
-            data = tar.extractfile(member).read() if member.isfile() else None  # type: ignore[union-attr]
-            if data is not None and len(data) != member.size:
-                raise tarfile.ReadError(f"member {member.name} is cut short")
-            yield member, data
-        # tarfile ends the loop quietly when a cut lands in or before a header block; a whole
-        # archive has at least one zero block where the next header would be.
-        if tar.fileobj.pos - tar.offset < tarfile.BLOCKSIZE:  # type: ignore[union-attr]
-            raise tarfile.ReadError(f"archive cut short after byte {tar.fileobj.pos}")  # type: ignore[union-attr]
 
 
 def _json_equal(a: Any, b: Any) -> bool:
@@ -169,7 +147,7 @@ def check_tar(url: str, rows: list[dict[str, Any]]) -> tuple[list[str], dict[str
                     bad.setdefault("non-file member", []).append(name)
                     continue
                 data = tar.extractfile(member).read()  # type: ignore[union-attr]
-                key, ext = _split_member(name)
+                key, ext = split_member(name)
                 row = expected.get(key)
                 if row is None:
                     bad.setdefault("member without a decoded row", []).append(name)
@@ -233,27 +211,20 @@ class InputShard:
 def read_input(url: str) -> InputShard:
     """Stream an input tar once; a truncated/corrupt tar yields what was read and the error.
 
-    Sample boundaries follow the job's reader: a member starts a new sample when its key differs
-    from the previous one or its extension repeats within the current sample; members without an
-    extension and macOS '._' files are not samples.
+    Samples are what the job's reader (`pipeline.reader.iter_samples`) makes of the tar: one
+    definition of a sample for the job and for this check.
     """
     inp = InputShard({}, Counter(), None)
-    previous: str | None = None
-    exts: set[str] = set()
+    report = ReadReport()
     try:
-        for member, data in _stream_tar(url):
-            key, ext = _split_member(member.name)
-            if data is None or not ext or key.startswith("._"):
-                continue
-            last = ext.lower().rsplit(".", 1)[-1]
-            if key != previous or last in exts:
-                inp.occurrences[key] += 1
-                previous, exts = key, set()
-            exts.add(last)
-            if inp.occurrences[key] == 1:
-                inp.hashes.setdefault(key, {}).setdefault(ext.lower(), hashlib.sha256(data).hexdigest())
-    except (tarfile.TarError, EOFError, OSError) as exc:
+        for sample in iter_samples(url, report):
+            inp.occurrences[sample.source_key] += 1
+            if sample.duplicate_of is None and sample.image is not None and sample.image_ext:
+                inp.hashes[sample.key] = {sample.image_ext: hashlib.sha256(sample.image).hexdigest()}
+    except OSError as exc:
         inp.error = f"{type(exc).__name__}: {exc}"
+    if report.truncated:
+        inp.error = report.error
     return inp
 
 

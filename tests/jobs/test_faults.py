@@ -86,7 +86,7 @@ def _kill_worker_mid_shard(tmp_path, tiny_teacher, which: int) -> None:
     m = job.wait_for(PIDS)
     pid = int(m.group(1)) if which == 1 else int(m.group(2).split(",")[0])
     time.sleep(1.5)  # shards start right after the actors report; one is in progress now
-    done_before = list((out / "_manifests").glob("*.json")) if (out / "_manifests").exists() else []
+    done_before = list((out / "_manifests").glob("*.json"))
     os.kill(pid, signal.SIGKILL)
     rc = job.finish()
     assert len(done_before) < 3, "the kill must land before every shard is done"
@@ -119,7 +119,7 @@ def test_driver_killed_then_same_command_resumes(tmp_path, tiny_teacher):
     args = ["--input", pattern, "--output", str(out), "--teacher", tiny_teacher, *SLOW_FLAGS, "--cpu-workers", "1", "--shards-in-flight", "1"]
     job = JobProcess(args)
     deadline = time.time() + 300
-    while time.time() < deadline and not list((out / "_manifests").glob("*.json")) if (out / "_manifests").exists() else time.time() < deadline:
+    while time.time() < deadline and not list((out / "_manifests").glob("*.json")):
         time.sleep(0.2)
     os.killpg(job.proc.pid, signal.SIGKILL)
     job.finish()

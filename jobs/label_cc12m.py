@@ -52,6 +52,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, help="images per teacher forward pass (default 16)")
     p.add_argument("--gpu-workers", type=int, help="teacher actors (default: one per GPU, or 1 on CPU)")
     p.add_argument("--cpu-workers", type=int, help="CPU actors reading, parsing and decoding (default: the spare CPUs)")
+    p.add_argument("--teacher-threads", type=int, help="CPU threads of a teacher running on the CPU (default: the node's cores shared by its teachers)")
     p.add_argument("--shards-in-flight", type=int, help="shards labelled at once (default: workers + teachers)")
     p.add_argument("--min-size", type=int, help="teacher input shortest side (default 800)")
     p.add_argument("--max-size", type=int, help="teacher input longest side at most (default 1333)")
@@ -70,7 +71,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 FLAG_FIELDS = (
     "input", "output", "teacher", "teacher_revision", "box_threshold", "nms_iou", "max_boxes", "prompt_mode",
-    "batch_size", "gpu_workers", "cpu_workers", "shards_in_flight", "min_size", "max_size", "max_pixels",
+    "batch_size", "gpu_workers", "cpu_workers", "teacher_threads", "shards_in_flight", "min_size", "max_size", "max_pixels",
     "spacy_model", "device", "fast_teacher", "allow_pickle_checkpoint", "overwrite",
 )
 

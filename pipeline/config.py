@@ -37,6 +37,7 @@ class LabelConfig:
     batch_size: int = 16
     gpu_workers: int | None = None
     cpu_workers: int | None = None
+    teacher_threads: int | None = None
     min_size: int = 800
     max_size: int = 1333
     max_pixels: int = 89_478_485
@@ -81,6 +82,8 @@ class LabelConfig:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} {value} must not be negative")
+        if self.teacher_threads is not None and self.teacher_threads < 1:
+            raise ConfigError(f"--teacher-threads {self.teacher_threads} must be at least 1")
         return self
 
     def grounding_settings(self) -> "GroundingSettings":

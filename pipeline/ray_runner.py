@@ -61,10 +61,14 @@ class PrepareActor:
 
 @ray.remote(max_restarts=-1, max_task_retries=3)
 class TeacherActor:
-    def __init__(self, config: LabelConfig) -> None:
+    def __init__(self, config: LabelConfig, cpu_threads: int | None = None) -> None:
         from teacher.load import load_teacher
 
         self.config = config
+        if cpu_threads:
+            import torch
+
+            torch.set_num_threads(max(1, min(cpu_threads, len(os.sched_getaffinity(0)))))
         self.teacher = load_teacher(
             config.teacher, config.grounding_settings(), device=config.device,
             allow_pickle=config.allow_pickle_checkpoint, fast=config.fast_teacher,
@@ -77,7 +81,10 @@ class TeacherActor:
         return peak_rss_mb()
 
     def info(self) -> dict:
-        return {"teacher_id": self.teacher.teacher_id, "revision": self.teacher.revision, "device": self.teacher.device}
+        import torch
+
+        return {"teacher_id": self.teacher.teacher_id, "revision": self.teacher.revision, "device": self.teacher.device,
+                "cpu_threads": torch.get_num_threads()}
 
     def predict(self, batch):
         import time
@@ -87,6 +94,21 @@ class TeacherActor:
         t0 = time.perf_counter()
         dets = predict_resilient(self.teacher, batch.requests, max_tries=self.config.teacher_tries)
         return batch.rows, dets, time.perf_counter() - t0
+
+
+def teacher_actor_options(cfg: LabelConfig, teachers: int, use_gpu: bool) -> tuple[dict, int | None]:
+    """Ray options and torch CPU threads of a teacher actor.
+
+    On a GPU the actor needs one CPU and Ray's one thread. On the CPU the teacher is the
+    bottleneck while the CPU actors mostly wait on it, so it gets the node's cores (shared by its
+    teachers) instead of Ray's one thread; passive OpenMP waiting makes those threads yield when a
+    CPU actor needs a core, where spinning threads would stall every parallel region.
+    """
+    if use_gpu:
+        return {"num_gpus": 1, "num_cpus": 1}, None
+    threads = cfg.teacher_threads or max(1, int(ray.cluster_resources().get("CPU", 1)) // max(1, teachers))
+    env = {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    return {"num_cpus": 1, "runtime_env": {"env_vars": env}}, threads
 
 
 def default_workers(cfg: LabelConfig) -> tuple[int, int, bool]:
@@ -106,8 +128,8 @@ class RayRunner:
         cfg = plan.config
         self.plan = plan
         n_teachers, n_cpu, use_gpu = default_workers(cfg)
-        teacher_opts = {"num_gpus": 1, "num_cpus": 1} if use_gpu else {"num_cpus": 1}
-        self.teachers = [TeacherActor.options(**teacher_opts).remote(cfg) for _ in range(n_teachers)]
+        teacher_opts, threads = teacher_actor_options(cfg, n_teachers, use_gpu)
+        self.teachers = [TeacherActor.options(**teacher_opts).remote(cfg, threads) for _ in range(n_teachers)]
         self.preparers = [PrepareActor.options(num_cpus=1).remote(cfg) for _ in range(n_cpu)]
         self._next_teacher = itertools.cycle(range(len(self.teachers)))
         self._next_preparer = itertools.cycle(range(len(self.preparers)))
@@ -115,8 +137,8 @@ class RayRunner:
         self.info = ray.get(self.teachers[0].info.remote())
         self.max_outstanding = max(2, 2 * len(self.teachers))
         pids = ray.get([a.pid.remote() for a in self.teachers]), ray.get([a.pid.remote() for a in self.preparers])
-        log.info("ray pipeline: %d teacher actor(s) on %s (pids %s), %d CPU actor(s) (pids %s)",
-                 n_teachers, "GPU" if use_gpu else "CPU", pids[0], n_cpu, pids[1])
+        log.info("ray pipeline: %d teacher actor(s) on %s (pids %s, %d CPU threads each), %d CPU actor(s) (pids %s)",
+                 n_teachers, "GPU" if use_gpu else "CPU", pids[0], self.info["cpu_threads"], n_cpu, pids[1])
 
     def _pick(self, which: str):
         with self._lock:

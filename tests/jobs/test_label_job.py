@@ -99,6 +99,8 @@ def test_user_errors_are_one_sentence_with_exit_code_2(tmp_path, generated_shard
     cfg.write_text("box_threshold: abc\n")
     assert main(["--config", str(cfg), "--input", pattern, "--output", str(tmp_path / "o"), "--teacher", "t"]) == 2
     assert "box_threshold in" in (err := capsys.readouterr().err) and "must be a number" in err
+    assert main(["--input", pattern, "--output", str(tmp_path / "o"), "--teacher", "t", "--teacher-threads", "0"]) == 2
+    assert "--teacher-threads 0 must be at least 1" in capsys.readouterr().err
     afile = tmp_path / "afile"
     afile.write_text("x")
     assert main(["--input", pattern, "--output", str(afile), "--teacher", "t"]) == 2

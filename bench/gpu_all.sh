@@ -10,6 +10,6 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 python3 -c "import torch, transformers, triton, sys; print(sys.version.split()[0], torch.__version__, transformers.__version__, triton.__version__)" | tee -a "$OUT/gpu.txt"
 python3 -c "import spacy; from parsers import NounPhraseExtractor; print('spacy', spacy.__version__, NounPhraseExtractor().extract(['a red car'])) " 2>&1 | tail -1 | tee -a "$OUT/gpu.txt"
 if [ "${TEACHER_BENCH:-1}" = 1 ]; then timeout 230 python3 bench/gpu_teacher.py --quick --budget-s 150 > "$OUT/gpu_teacher.log" 2>&1; echo "gpu_teacher rc=$?"; fi
-timeout 200 python3 bench/gpu_pipeline.py --shards 8 --samples 96 --cpu-workers 12 > "$OUT/gpu_pipeline.log" 2>&1; echo "gpu_pipeline rc=$?"
+timeout 280 python3 bench/gpu_pipeline.py --shards 8 --samples 96 --cpu-workers 12 > "$OUT/gpu_pipeline.log" 2>&1; echo "gpu_pipeline rc=$?"
 if [ "${GLIP_SPEED:-1}" = 1 ]; then timeout 60 python3 bench/glip_speed.py --device cuda --batch 4 --iters 3 > "$OUT/glip_speed.log" 2>&1; echo "glip_speed rc=$?"; fi
-grep -A 14 "^variant" "$OUT/gpu_teacher.log" 2>/dev/null; tail -n 12 "$OUT/gpu_pipeline.log"; tail -n 3 "$OUT/glip_speed.log" 2>/dev/null
+grep -A 14 "^variant" "$OUT/gpu_teacher.log" 2>/dev/null; tail -n 14 "$OUT/gpu_pipeline.log"; tail -n 3 "$OUT/glip_speed.log" 2>/dev/null

@@ -4,7 +4,7 @@ Prepared for one `device` run on a GPU machine (no Ray there): it writes a full-
 Grounding DINO (Swin-T, the default config) and sample shards, measures the teacher alone on
 prepared batches, then the whole pipeline with CPU worker processes, and prints a table.
 
-    python bench/gpu_pipeline.py --shards 8 --samples 64 --cpu-workers 12
+    python bench/gpu_pipeline.py --shards 8 --samples 64 --cpu-workers 12   # both transports
     python bench/gpu_pipeline.py --device cpu --tiny --shards 2 --samples 8   # smoke run here
 """
 
@@ -46,6 +46,7 @@ def main() -> int:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--cpu-workers", type=int, default=12)
     p.add_argument("--device", default="cuda")
+    p.add_argument("--transports", default="shm,pipe", help="how worker processes hand batches over, each measured")
     p.add_argument("--tiny", action="store_true", help="tiny model and small inputs (CPU smoke run)")
     p.add_argument("--max-side", type=int, default=1024, help="largest generated image side")
     args = p.parse_args()
@@ -99,23 +100,27 @@ def main() -> int:
             results[label] = {"error": f"{exc.__class__.__name__}: {exc}"}
             print(label, results[label], flush=True)
 
-    for label, fast in (("pipeline in-process (fast teacher)", True),):
+    fast_teacher = None
+    for transport in args.transports.split(","):
+        label = f"pipeline in-process, batches through {transport}"
         try:
-            cfg = build_config(dict(base, output=str(work / f"out-{int(fast)}"), fast_teacher=fast, cpu_workers=args.cpu_workers))
-            teacher = load_teacher(str(ckpt), settings, device=args.device, fast=fast)
-            predict_resilient(teacher, batches[0].requests)
-            plan = plan_run(cfg)
+            cfg = build_config(dict(base, output=str(work / f"out-{transport}"), cpu_workers=args.cpu_workers))
+            if fast_teacher is None:
+                fast_teacher = load_teacher(str(ckpt), settings, device=args.device, fast=True)
+                predict_resilient(fast_teacher, batches[0].requests)
             stats: dict = {}
             t = time.perf_counter()
-            outcomes = run_inprocess(plan, teacher, cpu_workers=args.cpu_workers, stats=stats)
+            outcomes = run_inprocess(plan_run(cfg), fast_teacher, cpu_workers=args.cpu_workers, transport=transport, stats=stats)
             t_end = time.perf_counter()
             ok = sum(o.manifest.status_counts.get("ok", 0) for o in outcomes if o.manifest)
             errors = [o.error for o in outcomes if o.error]
             results[label + ", whole run"] = {"images": ok, "seconds": t_end - t, "images_per_s": ok / (t_end - t)}
-            steady = t_end - stats["first_batch_at"]
-            results[label] = {"images": stats["images_after_first"], "seconds": steady,
-                              "images_per_s": stats["images_after_first"] / steady, "errors": errors[:3],
-                              "teacher_busy": stats["teacher_seconds"] / (t_end - t),
+            steady = stats["last_batch_done_at"] - stats["first_batch_at"]
+            results[label] = {"images": stats["teacher_images"], "seconds": steady,
+                              "images_per_s": stats["teacher_images"] / steady, "errors": errors[:3],
+                              "transport": stats.get("transport"),
+                              "waiting_for_batches": stats["wait_seconds"] / steady,
+                              "teacher_busy": stats["teacher_seconds"] / steady,
                               "timings": [o.manifest.timings for o in outcomes if o.manifest][:2]}
             print(label, results[label], flush=True)
         except Exception as exc:  # noqa: BLE001
@@ -129,9 +134,12 @@ def main() -> int:
         else:
             print(f"| {label} | {r['images']} | {r['seconds']:.2f} | {r['images_per_s']:.1f} |")
     fast_rate = results.get("teacher fast", {}).get("images_per_s")
-    pipe_rate = results.get("pipeline in-process (fast teacher)", {}).get("images_per_s")
-    if fast_rate and pipe_rate:
-        print(f"\npipeline (steady state) / teacher-only (same batch size {args.batch_size}): {pipe_rate / fast_rate:.2f}x")
+    for transport in args.transports.split(","):
+        r = results.get(f"pipeline in-process, batches through {transport}", {})
+        if fast_rate and r.get("images_per_s"):
+            print(f"pipeline through {transport} (steady state) / teacher-only (batch {args.batch_size}): "
+                  f"{r['images_per_s'] / fast_rate:.2f}x; teacher busy {r['teacher_busy']:.0%}, "
+                  f"waiting for batches {r['waiting_for_batches']:.0%}")
     out = os.environ.get("OUT")
     if out:
         Path(out, "gpu_pipeline.json").write_text(json.dumps(results, indent=2, default=str))

@@ -1,6 +1,7 @@
 """Run the stages without Ray: CPU preparation in worker processes, teacher in this process,
 writing in a thread. Used where Ray is not available (the GPU benchmark machine) and as the
-plain reference the Ray pipeline is compared with.
+plain reference the Ray pipeline is compared with. Worker processes hand their batches over in
+shared memory (`pipeline.batch_transport`) when /dev/shm has room, else through pipes.
 """
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ import multiprocessing as mp
 import queue
 import threading
 import time
+import logging
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable
 
+from pipeline import batch_transport
 from pipeline.config import LabelConfig
 from pipeline.prepare import PreparedShard, ShardPreparer, TeacherBatch
 from pipeline.run import RunPlan, ShardOutcome
@@ -22,9 +25,10 @@ from teacher.protocol import Teacher
 from teacher.resilient import predict_resilient
 
 _DONE = "__done__"
+log = logging.getLogger(__name__)
 
 
-def _prepare_worker(config: LabelConfig, tasks: "mp.Queue", results: "mp.Queue") -> None:
+def _prepare_worker(config: LabelConfig, tasks: "mp.Queue", results: "mp.Queue", shm_prefix: str | None) -> None:
     preparer = ShardPreparer(config)
     while True:
         url = tasks.get()
@@ -33,6 +37,8 @@ def _prepare_worker(config: LabelConfig, tasks: "mp.Queue", results: "mp.Queue")
             return
         try:
             for item in preparer.prepare(url):
+                if shm_prefix and isinstance(item, TeacherBatch):
+                    item = batch_transport.pack(item, shm_prefix)
                 results.put(("item", url, item))
         except Exception as exc:  # noqa: BLE001 - reported per shard by the consumer
             results.put(("error", url, f"{exc.__class__.__name__}: {exc}\n{traceback.format_exc(limit=3)}"))
@@ -82,33 +88,43 @@ def run_inprocess(
     on_outcome: Callable[[ShardOutcome], None] = lambda o: None,
     cpu_workers: int = 0,
     queue_batches: int = 8,
+    transport: str = "auto",
     stats: dict | None = None,
 ) -> list[ShardOutcome]:
     """Label `plan.todo`; `cpu_workers=0` prepares in a thread of this process.
 
-    `stats`, when given, receives `first_batch_at` (perf_counter time of the first teacher
-    batch, to tell start-up from steady state) and `teacher_seconds`.
+    `transport` is how worker processes hand batches over: "shm", "pipe", or "auto" (shared
+    memory when /dev/shm can hold the batches in flight).
+
+    `stats`, when given, receives `teacher_images`, `first_batch_at` and `last_batch_done_at`
+    (perf_counter times: the steady state lies between them), `teacher_seconds`,
+    `wait_seconds` (waiting for the next batch after the first) and `transport`.
     """
     stats = stats if stats is not None else {}
     stats.setdefault("teacher_seconds", 0.0)
+    stats.setdefault("wait_seconds", 0.0)
     cfg = plan.config
     teacher_id = getattr(teacher, "teacher_id", cfg.teacher)
     revision = cfg.teacher_revision or getattr(teacher, "revision", "unknown")
     outcomes: list[ShardOutcome] = []
     procs: list[mp.Process] = []
+    shm_prefix = None
     if cpu_workers > 0:
+        shm_prefix = _shared_memory_prefix(cfg, transport, cpu_workers, queue_batches)
+        stats["transport"] = "shm" if shm_prefix else "pipe"
         ctx = mp.get_context("spawn")
         tasks = ctx.Queue()
-        results = ctx.Queue(maxsize=queue_batches)
+        worker_results = ctx.Queue(maxsize=queue_batches)
         for url in plan.todo:
             tasks.put(url)
         for _ in range(cpu_workers):
             tasks.put(None)
-        procs = [ctx.Process(target=_prepare_worker, args=(cfg, tasks, results), daemon=True) for _ in range(cpu_workers)]
+        procs = [ctx.Process(target=_prepare_worker, args=(cfg, tasks, worker_results, shm_prefix), daemon=True)
+                 for _ in range(cpu_workers)]
         for p in procs:
             p.start()
         producers = cpu_workers
-        results = _forwarded(results, queue_batches, producers, procs)
+        results = _forwarded(worker_results, queue_batches, producers, procs)
     else:
         results = queue.Queue(maxsize=queue_batches)
         threading.Thread(target=_prepare_in_thread, args=(cfg, list(plan.todo), results), daemon=True).start()
@@ -129,32 +145,51 @@ def run_inprocess(
         )
         return ShardOutcome(prepared.shard, manifest=manifest)
 
+    def label(url: str, batch: TeacherBatch) -> None:
+        t0 = time.perf_counter()
+        stats.setdefault("first_batch_at", t0)
+        stats["teacher_images"] = stats.get("teacher_images", 0) + len(batch.requests)
+        dets = predict_resilient(teacher, batch.requests, max_tries=cfg.teacher_tries)
+        seconds = time.perf_counter() - t0
+        teacher_seconds[url] = teacher_seconds.get(url, 0.0) + seconds
+        stats["teacher_seconds"] += seconds
+        stats["last_batch_done_at"] = t0 + seconds
+        pending.setdefault(url, []).append((batch.rows, dets))
+
     finished = 0
-    while finished < producers:
-        try:
-            kind, url, item = results.get(timeout=5.0)
-        except queue.Empty:
-            if procs and not any(p.is_alive() for p in procs):
-                break
-            continue
-        if kind == _DONE:
-            finished += 1
-        elif kind == "error":
-            pending.pop(url, None)
-            outcome = ShardOutcome(shard_id(url), error=f"shard {shard_id(url)} ({url}) failed: {item}")
-            outcomes.append(outcome)
-            on_outcome(outcome)
-        elif isinstance(item, TeacherBatch):
-            t0 = time.perf_counter()
-            stats.setdefault("first_batch_at", t0)
-            stats["images_after_first"] = stats.get("images_after_first", -len(item.requests)) + len(item.requests)
-            dets = predict_resilient(teacher, item.requests, max_tries=cfg.teacher_tries)
-            teacher_seconds[url] = teacher_seconds.get(url, 0.0) + time.perf_counter() - t0
-            stats["teacher_seconds"] += time.perf_counter() - t0
-            pending.setdefault(url, []).append((item.rows, dets))
-        elif isinstance(item, PreparedShard):
-            on_samples(len(item.rows))
-            writes.append((item.shard, writer.submit(write, item)))
+    try:
+        while finished < producers:
+            t_wait = time.perf_counter()
+            try:
+                kind, url, item = results.get(timeout=5.0)
+            except queue.Empty:
+                if procs and not any(p.is_alive() for p in procs):
+                    break
+                continue
+            finally:
+                if "first_batch_at" in stats:
+                    stats["wait_seconds"] += time.perf_counter() - t_wait
+            if kind == _DONE:
+                finished += 1
+            elif kind == "error":
+                pending.pop(url, None)
+                outcome = ShardOutcome(shard_id(url), error=f"shard {shard_id(url)} ({url}) failed: {item}")
+                outcomes.append(outcome)
+                on_outcome(outcome)
+            elif isinstance(item, batch_transport.SharedBatch):
+                opened = batch_transport.OpenedBatch(item)
+                try:
+                    label(url, opened.batch)
+                finally:
+                    opened.release()
+            elif isinstance(item, TeacherBatch):
+                label(url, item)
+            elif isinstance(item, PreparedShard):
+                on_samples(len(item.rows))
+                writes.append((item.shard, writer.submit(write, item)))
+    finally:
+        if shm_prefix and (left := batch_transport.remove_segments(shm_prefix)):
+            log.warning("removed %d shared-memory batch(es) that no teacher call released", left)
     for shard, fut in writes:
         try:
             outcome = fut.result()
@@ -166,3 +201,24 @@ def run_inprocess(
     for p in procs:
         p.join(timeout=5)
     return outcomes
+
+
+def _shared_memory_prefix(cfg: LabelConfig, transport: str, cpu_workers: int, queue_batches: int) -> str | None:
+    """A segment-name prefix when batches go through shared memory, None for pipes."""
+    if transport not in ("auto", "shm", "pipe"):
+        raise ValueError(f"transport {transport!r} is not one of auto, shm, pipe")
+    if transport == "pipe":
+        return None
+    # Largest teacher input: shortest side min_size, longest at most max_size. Batches in
+    # flight: the queue, one per worker waiting to put, one in the receiver, one in the teacher.
+    batch_bytes = cfg.batch_size * cfg.min_size * cfg.max_size * 3
+    need = (queue_batches + cpu_workers + 2) * batch_bytes
+    free = batch_transport.shm_free_bytes()
+    if transport == "auto" and free < need:
+        log.warning(
+            "%s has %.0f MB free but batches in flight may need %.0f MB: sending batches through pipes, "
+            "which is slower; give the machine or container more shared memory (e.g. docker run --shm-size)",
+            batch_transport.SHM_DIR, free / 2**20, need / 2**20,
+        )
+        return None
+    return batch_transport.new_run_prefix()

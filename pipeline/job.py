@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Callable
 
@@ -105,7 +106,8 @@ def _label(plan, runner, ray_address, init_ray, on_samples, on_outcome) -> list[
             teacher = load_teacher(cfg.teacher, cfg.grounding_settings(), device=cfg.device, allow_pickle=cfg.allow_pickle_checkpoint, fast=cfg.fast_teacher)
         except Exception as exc:  # noqa: BLE001 - one sentence for the user, not a traceback
             raise TeacherLoadError(f"cannot load teacher {cfg.teacher}: {_last_line(exc)}") from exc
-        return run_inprocess(plan, teacher, on_samples=on_samples, on_outcome=on_outcome, cpu_workers=cfg.cpu_workers or 0)
+        workers = cfg.cpu_workers if cfg.cpu_workers is not None else max(1, len(os.sched_getaffinity(0)) - 1)
+        return run_inprocess(plan, teacher, on_samples=on_samples, on_outcome=on_outcome, cpu_workers=workers)
     from pipeline.ray_runner import RayRunner
 
     if init_ray is not None:

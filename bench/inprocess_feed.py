@@ -1,0 +1,131 @@
+"""Does the in-process runner keep a GPU teacher fed? Measured here, without a GPU, with a stand-in.
+
+A GPU teacher spends part of each batch in Python holding the GIL (tokenising, launching kernels,
+post-processing) and the rest waiting on the GPU with the GIL released. `StandInTeacher` does
+exactly that for fixed times, after copying the batch's pixels as the real one copies them into
+its staging buffer, so what the runner does around it (receiving batches from the worker
+processes, writing shards) competes for the GIL and the cores as it would on a GPU node. The
+table compares, in one run, the stand-in alone on prepared batches with the whole pipeline for
+each transport (pipes, shared memory).
+
+    python bench/inprocess_feed.py                        # a launch-bound and a GPU-bound teacher
+    python bench/inprocess_feed.py --regimes 120:120 --cpu-workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+class StandInTeacher:
+    teacher_id = "stand-in"
+    revision = "0"
+    device = "cpu"
+
+    def __init__(self, hold_ms: float, wait_ms: float) -> None:
+        self.hold = hold_ms / 1000.0
+        self.wait = wait_ms / 1000.0
+        self.staging = np.empty(0, dtype=np.uint8)
+
+    def predict(self, requests):
+        total = sum(r.pixels.size for r in requests)
+        if self.staging.size < total:
+            self.staging = np.empty(total, dtype=np.uint8)
+        offset = 0
+        for r in requests:
+            self.staging[offset : offset + r.pixels.size] = r.pixels.reshape(-1)
+            offset += r.pixels.size
+        end = time.perf_counter() + self.hold
+        while time.perf_counter() < end:
+            pass
+        time.sleep(self.wait)
+        return [[] for _ in requests]
+
+
+def measure(teacher: StandInTeacher, batches: list, base: dict, work: Path, cpu_workers: int, runs: int) -> dict:
+    """The stand-in alone on prepared batches, then the pipeline per transport (medians)."""
+    from statistics import median
+
+    from pipeline.config import build_config
+    from pipeline.inprocess import run_inprocess
+    from pipeline.run import plan_run
+
+    images = sum(len(b.requests) for b in batches)
+    t = time.perf_counter()
+    for b in batches:
+        teacher.predict(b.requests)
+    alone = images / (time.perf_counter() - t)
+    result: dict = {"alone": alone}
+    for transport in ("pipe", "shm"):
+        rates, waits, slowdown = [], [], []
+        for run in range(runs):
+            cfg = build_config(dict(base, output=tempfile.mkdtemp(prefix=f"out-{transport}-", dir=work)))
+            stats: dict = {}
+            outcomes = run_inprocess(plan_run(cfg), teacher, cpu_workers=cpu_workers, transport=transport, stats=stats)
+            if any(o.error for o in outcomes) or stats["transport"] != transport:
+                raise RuntimeError(f"{transport}: {[o.error for o in outcomes if o.error]} {stats}")
+            steady = stats["last_batch_done_at"] - stats["first_batch_at"]
+            rates.append(stats["teacher_images"] / steady)
+            waits.append(stats["wait_seconds"] / steady)
+            slowdown.append(stats["teacher_seconds"] / (images / alone))
+        result[transport] = {"images_per_s": median(rates), "runs": rates, "waiting": median(waits), "teacher_time": median(slowdown)}
+    return result
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--shards", type=int, default=6)
+    p.add_argument("--samples", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--min-size", type=int, default=800)
+    p.add_argument("--max-size", type=int, default=1333)
+    p.add_argument("--max-side", type=int, default=1024, help="largest generated image side")
+    p.add_argument("--regimes", default="200:40,40:200",
+                   help="stand-in per-batch milliseconds holding:releasing the GIL, comma-separated")
+    p.add_argument("--cpu-workers", type=int, default=1)
+    p.add_argument("--runs", type=int, default=2)
+    args = p.parse_args()
+
+    from pipeline.config import build_config
+    from pipeline.prepare import ShardPreparer, TeacherBatch
+    from pipeline.samples import write_sample_shards
+
+    work = Path(tempfile.mkdtemp(prefix="inprocess-feed-"))
+    write_sample_shards(str(work / "in"), shards=args.shards, samples=args.samples, seed=3, max_side=args.max_side)
+    base = dict(input=str(work / "in" / "*.tar"), teacher="stand-in", batch_size=args.batch_size,
+                min_size=args.min_size, max_size=args.max_size)
+    preparer = ShardPreparer(build_config(dict(base, output=str(work / "unused"))))
+    batches = [item for url in sorted(str(u) for u in (work / "in").glob("*.tar"))
+               for item in preparer.prepare(url) if isinstance(item, TeacherBatch)]
+    images = sum(len(b.requests) for b in batches)
+    mb = np.mean([sum(r.pixels.nbytes for r in b.requests) for b in batches]) / 2**20
+    print(f"\n{images} images in {len(batches)} batches ({mb:.1f} MB of pixels each), {args.cpu_workers} CPU worker "
+          f"process(es), {args.runs} runs per cell (median); steady state: first teacher call to the end of the last\n")
+    print("| stand-in per batch (GIL held + released) | measurement | images/s | / teacher alone | waiting for batches | "
+          "teacher time / alone |\n| --- | --- | ---: | ---: | ---: | ---: |")
+    results = {}
+    for regime in args.regimes.split(","):
+        hold, wait = (float(x) for x in regime.split(":"))
+        r = results[regime] = measure(StandInTeacher(hold, wait), batches, base, work, args.cpu_workers, args.runs)
+        name = f"{hold:.0f} + {wait:.0f} ms"
+        print(f"| {name} | teacher alone on prepared batches | {r['alone']:.1f} | 1.00x | | 1.00x |")
+        for transport in ("pipe", "shm"):
+            t = r[transport]
+            print(f"| {name} | pipeline, batches through {transport} | {t['images_per_s']:.1f} | "
+                  f"{t['images_per_s'] / r['alone']:.2f}x | {t['waiting']:.0%} | {t['teacher_time']:.2f}x |", flush=True)
+    print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

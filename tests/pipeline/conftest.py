@@ -1,0 +1,3 @@
+"""Job fixtures shared with the pipeline tests."""
+
+from tests.jobs.conftest import generated_shards, tiny_teacher  # noqa: F401

@@ -1,0 +1,87 @@
+"""The runner without Ray: worker processes hand batches over in shared memory or pipes, and
+both give the same output as preparing in a thread."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline import batch_transport
+from pipeline.config import build_config
+from pipeline.inprocess import run_inprocess
+from pipeline.prepare import TeacherBatch
+from pipeline.run import plan_run
+from teacher.protocol import TeacherRequest
+
+
+def _segments(prefix: str) -> list[str]:
+    return [n for n in os.listdir(batch_transport.SHM_DIR) if n.startswith(prefix)]
+
+
+def test_shared_batch_round_trip_and_release() -> None:
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, size=shape, dtype=np.uint8) for shape in [(5, 7, 3), (1, 1, 3), (13, 4, 3)]]
+    batch = TeacherBatch("s", [0, 2, 5], [TeacherRequest(im, 10, 20, f"cap {i}", [(0, 3)]) for i, im in enumerate(images)])
+    prefix = batch_transport.new_run_prefix()
+    shared = batch_transport.pack(batch, prefix)
+    assert all(r.pixels.size == 0 for r in shared.batch.requests), "pixels do not travel in the message"
+    assert _segments(prefix) == [shared.segment]
+    opened = batch_transport.OpenedBatch(shared)
+    assert opened.batch.rows == [0, 2, 5]
+    for got, want, req in zip(opened.batch.requests, images, batch.requests):
+        np.testing.assert_array_equal(got.pixels, want)
+        assert (got.caption, got.spans, got.width, got.height) == (req.caption, req.spans, req.width, req.height)
+    opened.release()
+    assert _segments(prefix) == []
+
+
+def test_remove_segments_clears_a_runs_leftovers() -> None:
+    prefix = batch_transport.new_run_prefix()
+    batch = TeacherBatch("s", [0], [TeacherRequest(np.zeros((2, 2, 3), np.uint8), 2, 2, "c", [(0, 1)])])
+    batch_transport.pack(batch, prefix)
+    batch_transport.pack(batch, prefix)
+    assert batch_transport.remove_segments(prefix) == 2
+    assert _segments(prefix) == []
+
+
+def _run(tmp_path, tiny_teacher, shards, name, **kwargs) -> tuple[list[dict], dict]:
+    from teacher.load import load_teacher
+
+    cfg = build_config({"input": str(shards / "*.tar"), "output": str(tmp_path / name), "teacher": tiny_teacher,
+                        "min_size": 128, "max_size": 224, "batch_size": 4})
+    teacher = load_teacher(tiny_teacher, cfg.grounding_settings(), device="cpu")
+    stats: dict = {}
+    outcomes = run_inprocess(plan_run(cfg), teacher, stats=stats, **kwargs)
+    assert [o.error for o in outcomes] == [None, None]
+    rows = []
+    for f in sorted((tmp_path / name / "parquet").glob("*.parquet")):
+        rows += pq.read_table(f).to_pylist()
+    return rows, stats
+
+
+@pytest.mark.slow
+def test_transports_give_the_same_output_and_leave_no_segments(tmp_path, tiny_teacher, generated_shards, caplog) -> None:
+    before = set(os.listdir(batch_transport.SHM_DIR))
+    in_thread, _ = _run(tmp_path, tiny_teacher, generated_shards, "thread", cpu_workers=0)
+    shm, stats_shm = _run(tmp_path, tiny_teacher, generated_shards, "shm", cpu_workers=2, transport="shm")
+    pipe, stats_pipe = _run(tmp_path, tiny_teacher, generated_shards, "pipe", cpu_workers=1, transport="pipe")
+    assert (stats_shm["transport"], stats_pipe["transport"]) == ("shm", "pipe")
+    assert sum(r["status"] == "ok" for r in in_thread) >= 10
+    assert any(r["boxes"] for r in in_thread)
+    assert shm == in_thread and pipe == in_thread
+    assert set(os.listdir(batch_transport.SHM_DIR)) <= before
+    assert "shared-memory" not in caplog.text
+
+
+@pytest.mark.slow
+def test_too_little_shared_memory_falls_back_to_pipes_and_says_so(tmp_path, tiny_teacher, generated_shards, monkeypatch, caplog) -> None:
+    monkeypatch.setattr(batch_transport, "shm_free_bytes", lambda: 2**20)
+    with caplog.at_level(logging.WARNING):
+        rows, stats = _run(tmp_path, tiny_teacher, generated_shards, "small-shm", cpu_workers=1)
+    assert stats["transport"] == "pipe"
+    assert "--shm-size" in caplog.text and "1 MB free" in caplog.text
+    assert len(rows) == 24

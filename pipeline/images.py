@@ -28,18 +28,22 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
+from PIL import Image, features
 
 from schemas.rows import Status
 
 # Pillow format ids; a JPEG with a multi-picture (MPO) extension opens through "JPEG".
 # AVIF counts only where this Pillow was built with it (see `_open_formats`).
 ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
+# The one list of image member extensions: the shard reader takes a member with one of these
+# (the last part of its extension, lower-cased) as the sample's image. An extension whose format
+# this Pillow cannot open still makes the member the image; its row then gets `decode_error`.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {"jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff", "avif"}
 )
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's MAX_IMAGE_PIXELS: about 0.25 GiB of 24-bit RGB.
 
+_AVIF_BRANDS = (b"ftypavif", b"ftypavis")  # bytes 4..12 of an AVIF file: its ISOBMFF ftyp box
 _ORIENTATION_TAG = 0x0112
 _TRANSPOSE: dict[int, Image.Transpose] = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -142,6 +146,12 @@ def decode_for_teacher(
             Status.IMAGE_TOO_LARGE, f"The image header declares too many pixels; it was not decoded ({exc})."
         ) from exc
     except Image.UnidentifiedImageError as exc:
+        if bytes(data[4:12]) in _AVIF_BRANDS and "AVIF" not in _open_formats():
+            raise ImageRejected(
+                Status.DECODE_ERROR,
+                f"The bytes are an AVIF image, which this Pillow cannot decode (built without AVIF support; "
+                f"it decodes {', '.join(_open_formats())}).",
+            ) from exc
         raise ImageRejected(
             Status.DECODE_ERROR,
             f"The bytes are not an image in a supported format ({', '.join(_open_formats())}); "
@@ -185,9 +195,20 @@ def decode_for_teacher(
 
 @functools.cache
 def _open_formats() -> tuple[str, ...]:
-    """The allowed formats this Pillow can open (`Image.open` fails on an unregistered id)."""
+    """The allowed formats this Pillow can open (`Image.open` fails on an unregistered id).
+
+    Pillow 11.3+ registers its AVIF plugin even when built without libavif; such a build
+    identifies no AVIF file, so AVIF counts only where `features.check_module("avif")` holds.
+    """
     Image.init()
-    return tuple(f for f in ALLOWED_FORMATS if f in Image.OPEN)
+    return tuple(f for f in ALLOWED_FORMATS if f in Image.OPEN and (f != "AVIF" or _avif_decoder()))
+
+
+def _avif_decoder() -> bool:
+    try:
+        return features.check_module("avif")
+    except ValueError:  # a Pillow older than built-in AVIF: a third-party plugin registered it
+        return True
 
 
 def _describe(exc: BaseException) -> str:

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 from parsers import NounPhraseExtractor
 from pipeline.config import LabelConfig
-from pipeline.images import ImageRejected, decode_for_teacher
+from pipeline.images import IMAGE_EXTENSIONS, ImageRejected, decode_for_teacher
 from pipeline.reader import InputSample, ReadReport, iter_samples
 from pipeline.shards import shard_id
 from schemas import Status
@@ -38,6 +38,15 @@ class PreparedShard:
     rows: list[dict[str, Any]]
     report: ReadReport
     seconds: dict[str, float]
+
+
+def _missing_image_error() -> str:
+    """The missing_image row's error, naming every extension the reader takes as the image."""
+    exts = [f".{ext}" for ext in sorted(IMAGE_EXTENSIONS)]
+    return f"the sample has no image member ({', '.join(exts[:-1])} or {exts[-1]})"
+
+
+MISSING_IMAGE_ERROR = _missing_image_error()
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -80,7 +89,7 @@ class ShardPreparer:
                 row.update(status=Status.DUPLICATE_KEY.value, error=f"key {sample.source_key!r} appears more than once in the shard; only its first sample is labelled")
                 continue
             if sample.image is None:
-                row.update(status=Status.MISSING_IMAGE.value, error="the sample has no image member (.jpg, .png or .webp)")
+                row.update(status=Status.MISSING_IMAGE.value, error=MISSING_IMAGE_ERROR)
                 continue
             try:
                 image = decode_for_teacher(sample.image, min_size=cfg.min_size, max_size=cfg.max_size, max_pixels=cfg.max_pixels)

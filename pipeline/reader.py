@@ -4,6 +4,10 @@ Members are grouped by key as WebDataset does (the key is the member path up to 
 of its file name). A key that appears again after other keys is a duplicate: it is yielded with
 `duplicate_of` set so the job gives it its own row. A truncated tar yields every sample before
 the cut and then reports the truncation.
+
+A member is the sample's image when the last part of its extension is in
+`pipeline.images.IMAGE_EXTENSIONS`, the decoder's list: whatever the reader takes as the image
+is given to `decode_for_teacher`, which decodes it or gives the row its own status.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any, Iterator
 
 import fsspec
 
-IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff")
+from pipeline.images import IMAGE_EXTENSIONS
 
 
 @dataclasses.dataclass
@@ -59,7 +63,7 @@ def split_member(name: str) -> tuple[str, str]:
 
 def _add_member(sample: InputSample, ext: str, data: bytes) -> None:
     last = ext.rsplit(".", 1)[-1]
-    if last in IMAGE_EXTS and sample.image is None:
+    if last in IMAGE_EXTENSIONS and sample.image is None:
         sample.image_ext, sample.image = ext, data
     elif last == "txt" and sample.caption_bytes is None:
         sample.caption_bytes = data
@@ -73,7 +77,7 @@ def _add_member(sample: InputSample, ext: str, data: bytes) -> None:
 
 def _has(sample: InputSample, ext: str) -> bool:
     last = ext.rsplit(".", 1)[-1]
-    if last in IMAGE_EXTS:
+    if last in IMAGE_EXTENSIONS:
         return sample.image is not None
     if last == "txt":
         return sample.caption_bytes is not None

@@ -31,14 +31,28 @@ import zlib
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, features
 
+from pipeline.images import IMAGE_EXTENSIONS
 from pipeline.samples import tar_info
 from schemas.rows import Status
 
 OK_CAPTION = "a red car parked next to a white house"
 DUPLICATE_KEY = "hostile_duplicate"
 BOMB_SIZE = (30_000, 30_000)
+
+# A real 24x16 AVIF (flat colour 200, 30, 40), stored so that the corpus does not need an AVIF
+# encoder. Whether it decodes depends on the Pillow build: AVIF_STATUS is what it should give.
+AVIF_24X16 = bytes.fromhex(
+    "00000020667479706176696600000000617669666d6966316d6961664d413142000000eb6d6574610000000000000021"
+    "68646c72000000000000000070696374000000000000000000000000000000000e7069746d0000000000010000001e69"
+    "6c6f63000000004400000100010000000100000113000000290000002869696e660000000000010000001a696e666502"
+    "0000000001000061763031436f6c6f72000000006a697072700000004b6970636f000000146973706500000000000000"
+    "1800000010000000107069786900000000030808080000000c6176314381000c0000000013636f6c726e636c78000100"
+    "0d0006800000001769706d61000000000000000100010401028304000000316d64617412000a091810efed1010d06840"
+    "321a1787878621849249265000000057d71d8bc0cd9bfe4a40e63fa0"
+)
+AVIF_STATUS = Status.OK.value if features.check("avif") else Status.DECODE_ERROR.value
 
 
 @dataclass(frozen=True)
@@ -57,7 +71,7 @@ class HostileSample:
     @property
     def image(self) -> bytes | None:
         for name, data in self.members:
-            if name.rsplit(".", 1)[-1] in {"jpg", "png", "webp"}:
+            if name.rsplit(".", 1)[-1].lower() in IMAGE_EXTENSIONS:
                 return data
         return None
 
@@ -96,6 +110,8 @@ def hostile_samples() -> tuple[HostileSample, ...]:
                 ok, (4000, 3000)),
         _sample("hostile_animated_webp", "webp", _animated_webp(), OK_CAPTION, ok, (40, 30),
                 note="animated: the first frame is used"),
+        _sample("hostile_avif", "avif", AVIF_24X16, OK_CAPTION, AVIF_STATUS, (24, 16),
+                note="an .avif member is the image: ok where Pillow decodes AVIF, else decode_error"),
         _sample("hostile_decompression_bomb", "png", bomb_png(*BOMB_SIZE), OK_CAPTION, big,
                 note="a 150-byte PNG whose header declares 30000x30000; refused before decoding"),
         _sample("hostile_empty_caption", "jpg", jpeg, "", Status.NO_CAPTION.value, (64, 48)),

@@ -1,8 +1,9 @@
 """Build realistic labelling-job output directories for the reader tests.
 
 The layout and every record go through `schemas` (rows_to_table, row_to_json_record, Manifest),
-so the fixtures change with the contract. Images are real JPEG/PNG bytes with a coloured patch
-where each box is, which lets the gallery screenshot test look for box colours.
+so the fixtures change with the contract. Images are real bytes in the format the row's
+`image_ext` names (JPEG or PNG unless a test picks another), with a coloured patch where each
+box is, which lets the gallery screenshot test look for box colours.
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ def image_bytes(row: dict[str, Any]) -> bytes:
     for i, box in enumerate(row["boxes"]):
         draw.rectangle([box["x0"], box["y0"], box["x1"] - 1, box["y1"] - 1], outline=BOX_COLOURS[i % 4], width=2)
     buf = io.BytesIO()
-    img.save(buf, format="PNG" if row["image_ext"] == "png" else "JPEG", quality=90)
+    img.save(buf, format=Image.registered_extensions()[f".{row['image_ext']}"], quality=90)
     return buf.getvalue()
 
 

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import itertools
+import random
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from PIL import features
 
+from pipeline.images import IMAGE_EXTENSIONS
 from pipeline.loader import GroundingLoader, GroundingShards, collate
 from pipeline.loader_grounding_dino import check_tokenizer, grounding_dino_labels, use_per_sample_loss
 from pipeline.loader_shards import complete_shards
 from pipeline.loader_targets import ImageConfig, LabelFilter, TextConfig, box_iou, nms_per_phrase, normalize_pixels
-from tests.pipeline.output_fixture import build_output, committed_rows, moto_s3, tokenizer, upload
+from tests.pipeline.output_fixture import build_output, committed_rows, make_row, moto_s3, tokenizer, upload, write_shard
 
 SMALL = ImageConfig(min_size=64, max_size=96)
 
@@ -173,6 +176,19 @@ def test_reads_s3(output, tok) -> None:
         assert [r.shard for r in complete_shards(f"{bucket}/run1")] == ["00000", "00001", "00002", "00003"]
         got = keys_of(GroundingLoader(GroundingShards(f"{bucket}/run{{1,2}}", tok, image=SMALL), batch_size=4, num_workers=2))
     assert set(got) == {r["key"] for r in committed_rows(built) if r["status"] == "ok" and r["boxes"]}
+
+
+def test_every_image_extension_the_job_writes(tmp_path, tok) -> None:
+    exts = sorted(IMAGE_EXTENSIONS if features.check("avif") else IMAGE_EXTENSIONS - {"avif"})
+    rng = random.Random(5)
+    rows = []
+    for ext in exts:
+        row = make_row("00000", len(rows), rng)
+        while not row["boxes"]:
+            row = make_row("00000", len(rows), rng)
+        rows.append({**row, "image_ext": ext})
+    write_shard(tmp_path, "00000", rows)
+    assert {s["key"] for s in dataset(tmp_path, tok)} == {r["key"] for r in rows}
 
 
 def test_importable_without_ray() -> None:

@@ -38,7 +38,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parent))  # and its sibling teac
 
 from teacher.fast.msda_selfcheck import msda_selfcheck  # noqa: E402
 from teacher.fast_attention import fast_attention_report, install_fast_attention  # noqa: E402
-from teacher_forward import Outputs, build_model, cuda_graph_fn, forward_fn, make_batch, synchronize  # noqa: E402
+from teacher_forward import Outputs, build_model, cuda_graph_fn, forward_fn, make_batch, query_selection, synchronize  # noqa: E402
 
 LOGIT_TARGET = 2e-2
 BOX_TARGET = 1e-2
@@ -189,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc(limit=-4)
             return None
 
-    reference = outputs_or_none(autocast=False)
+    selection: list[torch.Tensor] = []
+    with query_selection(record=selection):
+        reference = outputs_or_none(autocast=False)
     # The transformers bf16 baseline on the same batch: the precision floor that ours inherits.
     reference_bf16 = outputs_or_none(autocast=True)
 
@@ -229,6 +231,10 @@ def main(argv: list[str] | None = None) -> int:
                 got = fn(host_batch(batch_size)) if "cudagraph" in name else fn(check)
                 got = tuple(t[: check["images"].shape[0]] for t in got)
                 row["check"] = compare(reference, got)
+                if selection and "cudagraph" not in name:
+                    with query_selection(force=selection):
+                        forced = fn(check)
+                    row["check_same_selection"] = compare(reference, tuple(t[: check["images"].shape[0]] for t in forced))
                 if reference_bf16 is not None and name.startswith("c_ours") and "fp32" not in name:
                     row["vs_eager_bf16amp"] = compare(reference_bf16, got)
             if n:
@@ -294,6 +300,11 @@ def print_table(results: dict) -> None:
     if floor:
         print(f"\nprecision floor: transformers eager bf16 vs eager fp32: logits rel L2 {floor['logits_rel_l2']:.2e}, "
               f"box err {floor['box_max_err']:.2e} (targets {LOGIT_TARGET:g}, {BOX_TARGET:g})")
+    for name, row in rows.items():
+        if "check_same_selection" in row:
+            v = row["check_same_selection"]
+            print(f"{name}: with the fp32 reference's query selection: logits rel L2 {v['logits_rel_l2']:.2e}, "
+                  f"box err {v['box_max_err']:.2e} -> {'meets' if v['ok'] else 'misses'} the targets")
     for name, row in rows.items():
         if "vs_eager_bf16amp" in row:
             v = row["vs_eager_bf16amp"]

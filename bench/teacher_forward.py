@@ -156,3 +156,42 @@ def cuda_graph_fn(
         return outputs
 
     return replay
+
+
+class _TorchWithTopk:
+    """The torch namespace as Grounding DINO's module sees it, with `topk` replaced."""
+
+    def __init__(self, topk: Callable) -> None:
+        self.topk = topk
+
+    def __getattr__(self, name: str):
+        return getattr(torch, name)
+
+
+@contextlib.contextmanager
+def query_selection(record: list[torch.Tensor] | None = None, force: list[torch.Tensor] | None = None):
+    """Record the two-stage top-k proposal indices of each forward, or force recorded ones.
+
+    With random weights the encoder's proposal scores are near ties, so a bf16 forward picks other
+    queries than the fp32 reference and its logits and boxes belong to different queries. Forcing
+    the reference's pick compares the same queries: the numerical error of everything else.
+    """
+    from transformers.models.grounding_dino import modeling_grounding_dino as gd
+
+    forced = iter(force or [])
+
+    def topk(input: torch.Tensor, k: int, dim: int = -1, *args, **kwargs):
+        values, indices = torch.topk(input, k, dim, *args, **kwargs)
+        if force is not None:
+            indices = next(forced).to(indices.device)
+            values = torch.gather(input, dim, indices)
+        if record is not None:
+            record.append(indices.detach().clone())
+        return values, indices
+
+    original = gd.torch
+    gd.torch = _TorchWithTopk(topk)
+    try:
+        yield
+    finally:
+        gd.torch = original

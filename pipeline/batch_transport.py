@@ -7,8 +7,9 @@ Python. With shared memory the worker writes the pixels once into a segment and 
 segment's name and the image layout; the teacher reads the pixels in place.
 
 Each batch has its own segment: the receiver unlinks it once the teacher is done with the batch.
-Segment names start with a per-run prefix, so `remove_segments` can clear what a run leaves
-behind (a worker that dies between creating and sending a segment).
+Segment names start with a per-run prefix holding the driver's pid, so `remove_segments` clears
+what a run leaves behind (a worker that dies between creating and sending a segment) and
+`remove_stale_segments` what a killed run left (its pid no longer runs).
 """
 
 from __future__ import annotations
@@ -39,8 +40,11 @@ class SharedBatch:
     layout: list[tuple[int, tuple[int, ...]]]  # per request: byte offset and shape
 
 
+PREFIX = "glipl-"
+
+
 def new_run_prefix() -> str:
-    return f"glipl-{os.getpid()}-{secrets.token_hex(3)}-"
+    return f"{PREFIX}{os.getpid()}-{secrets.token_hex(3)}-"
 
 
 def pack(batch: TeacherBatch, prefix: str) -> SharedBatch:
@@ -113,3 +117,28 @@ def remove_segments(prefix: str) -> int:
         except OSError:
             pass
     return removed
+
+
+def remove_stale_segments() -> int:
+    """Unlink segments of runs whose driver process is gone (killed before it could clean up)."""
+    stale = set()
+    try:
+        names = [n for n in os.listdir(SHM_DIR) if n.startswith(PREFIX)]
+    except OSError:
+        return 0
+    for name in names:
+        pid_text = name[len(PREFIX):].split("-", 1)[0]
+        if not pid_text.isdigit():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            stale.add(name)
+        except PermissionError:  # another user's live process
+            pass
+    for name in stale:
+        try:
+            os.unlink(os.path.join(SHM_DIR, name))
+        except OSError:
+            pass
+    return len(stale)

@@ -209,6 +209,8 @@ def _shared_memory_prefix(cfg: LabelConfig, transport: str, cpu_workers: int, qu
         raise ValueError(f"transport {transport!r} is not one of auto, shm, pipe")
     if transport == "pipe":
         return None
+    if stale := batch_transport.remove_stale_segments():
+        log.warning("removed %d shared-memory batch(es) left in %s by a run that was killed", stale, batch_transport.SHM_DIR)
     # Largest teacher input: shortest side min_size, longest at most max_size. Batches in
     # flight: the queue, one per worker waiting to put, one in the receiver, one in the teacher.
     batch_bytes = cfg.batch_size * cfg.min_size * cfg.max_size * 3

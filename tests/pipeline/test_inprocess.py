@@ -48,6 +48,22 @@ def test_remove_segments_clears_a_runs_leftovers() -> None:
     assert _segments(prefix) == []
 
 
+def test_segments_of_a_killed_run_are_removed_and_live_ones_kept() -> None:
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_prefix = f"{batch_transport.PREFIX}{dead.stdout.strip()}-abc123-"
+    live_prefix = batch_transport.new_run_prefix()
+    batch = TeacherBatch("s", [0], [TeacherRequest(np.zeros((2, 2, 3), np.uint8), 2, 2, "c", [(0, 1)])])
+    batch_transport.pack(batch, dead_prefix)
+    batch_transport.pack(batch, live_prefix)
+    assert batch_transport.remove_stale_segments() >= 1
+    assert _segments(dead_prefix) == []
+    assert len(_segments(live_prefix)) == 1
+    batch_transport.remove_segments(live_prefix)
+
+
 def _run(tmp_path, tiny_teacher, shards, name, **kwargs) -> tuple[list[dict], dict]:
     from teacher.load import load_teacher
 

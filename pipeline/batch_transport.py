@@ -29,6 +29,7 @@ from teacher.protocol import TeacherRequest
 log = logging.getLogger(__name__)
 
 SHM_DIR = "/dev/shm"
+PREFIX = "glipl-"
 
 
 @dataclasses.dataclass
@@ -38,9 +39,6 @@ class SharedBatch:
     batch: TeacherBatch  # requests with empty pixel arrays
     segment: str
     layout: list[tuple[int, tuple[int, ...]]]  # per request: byte offset and shape
-
-
-PREFIX = "glipl-"
 
 
 def new_run_prefix() -> str:
@@ -103,13 +101,15 @@ def shm_free_bytes() -> int:
     return st.f_bavail * st.f_frsize
 
 
-def remove_segments(prefix: str) -> int:
-    """Unlink every segment of a run (after it ends, or after a worker died); returns how many."""
-    removed = 0
+def _segment_names(prefix: str) -> list[str]:
     try:
-        names = [n for n in os.listdir(SHM_DIR) if n.startswith(prefix)]
+        return [n for n in os.listdir(SHM_DIR) if n.startswith(prefix)]
     except OSError:
-        return 0
+        return []
+
+
+def _unlink(names: list[str]) -> int:
+    removed = 0
     for name in names:
         try:
             os.unlink(os.path.join(SHM_DIR, name))
@@ -119,26 +119,24 @@ def remove_segments(prefix: str) -> int:
     return removed
 
 
+def remove_segments(prefix: str) -> int:
+    """Unlink every segment of a run (after it ends, or after a worker died); returns how many."""
+    return _unlink(_segment_names(prefix))
+
+
+def _driver_gone(name: str) -> bool:
+    pid_text = name[len(PREFIX):].split("-", 1)[0]
+    if not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's live process
+        return False
+    return False
+
+
 def remove_stale_segments() -> int:
     """Unlink segments of runs whose driver process is gone (killed before it could clean up)."""
-    stale = set()
-    try:
-        names = [n for n in os.listdir(SHM_DIR) if n.startswith(PREFIX)]
-    except OSError:
-        return 0
-    for name in names:
-        pid_text = name[len(PREFIX):].split("-", 1)[0]
-        if not pid_text.isdigit():
-            continue
-        try:
-            os.kill(int(pid_text), 0)
-        except ProcessLookupError:
-            stale.add(name)
-        except PermissionError:  # another user's live process
-            pass
-    for name in stale:
-        try:
-            os.unlink(os.path.join(SHM_DIR, name))
-        except OSError:
-            pass
-    return len(stale)
+    return _unlink([n for n in _segment_names(PREFIX) if _driver_gone(n)])

@@ -6,11 +6,11 @@ shared memory (`pipeline.batch_transport`) when /dev/shm has room, else through 
 
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import queue
 import threading
 import time
-import logging
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable

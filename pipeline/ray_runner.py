@@ -68,7 +68,7 @@ class TeacherActor:
         if cpu_threads:
             import torch
 
-            torch.set_num_threads(max(1, min(cpu_threads, len(os.sched_getaffinity(0)))))
+            torch.set_num_threads(min(cpu_threads, len(os.sched_getaffinity(0))))
         self.teacher = load_teacher(
             config.teacher, config.grounding_settings(), device=config.device,
             allow_pickle=config.allow_pickle_checkpoint, fast=config.fast_teacher,

@@ -96,13 +96,15 @@ def run_inprocess(
     `transport` is how worker processes hand batches over: "shm", "pipe", or "auto" (shared
     memory when /dev/shm can hold the batches in flight).
 
+    The teacher is called from `teacher.concurrent_calls` threads (default 1), so that a GPU
+    teacher's host work for one batch overlaps its forward on another.
+
     `stats`, when given, receives `teacher_images`, `first_batch_at` and `last_batch_done_at`
-    (perf_counter times: the steady state lies between them), `teacher_seconds`,
-    `wait_seconds` (waiting for the next batch after the first) and `transport`.
+    (perf_counter times: the steady state lies between them), `teacher_seconds` (time with a
+    teacher call in flight), `wait_seconds` (time in the steady state with none: the teacher
+    waited for batches) and `transport`.
     """
     stats = stats if stats is not None else {}
-    stats.setdefault("teacher_seconds", 0.0)
-    stats.setdefault("wait_seconds", 0.0)
     cfg = plan.config
     teacher_id = getattr(teacher, "teacher_id", cfg.teacher)
     revision = cfg.teacher_revision or getattr(teacher, "revision", "unknown")
@@ -132,10 +134,17 @@ def run_inprocess(
 
     pending: dict[str, list[tuple[list[int], list]]] = {}
     teacher_seconds: dict[str, float] = {}
+    labels: dict[str, list[Future]] = {}
     writes: list[tuple[str, Future]] = []
     writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="shard-writer")
+    callers = max(1, int(getattr(teacher, "concurrent_calls", 1)))
+    labeller = ThreadPoolExecutor(max_workers=callers, thread_name_prefix="teacher-call")
+    free_callers = threading.Semaphore(callers)
+    busy = _BusyClock()
 
     def write(prepared: PreparedShard) -> ShardOutcome:
+        for fut in labels.pop(prepared.url, []):
+            fut.result()
         for rows, dets in pending.pop(prepared.url, []):
             apply_detections(prepared, rows, dets)
         manifest = write_shard(
@@ -145,62 +154,99 @@ def run_inprocess(
         )
         return ShardOutcome(prepared.shard, manifest=manifest)
 
-    def label(url: str, batch: TeacherBatch) -> None:
-        t0 = time.perf_counter()
-        stats.setdefault("first_batch_at", t0)
-        stats["teacher_images"] = stats.get("teacher_images", 0) + len(batch.requests)
-        dets = predict_resilient(teacher, batch.requests, max_tries=cfg.teacher_tries)
-        seconds = time.perf_counter() - t0
-        teacher_seconds[url] = teacher_seconds.get(url, 0.0) + seconds
-        stats["teacher_seconds"] += seconds
-        stats["last_batch_done_at"] = t0 + seconds
-        pending.setdefault(url, []).append((batch.rows, dets))
+    def label(url: str, item: TeacherBatch | batch_transport.SharedBatch) -> None:
+        opened = batch_transport.OpenedBatch(item) if isinstance(item, batch_transport.SharedBatch) else None
+        try:
+            batch = opened.batch if opened else item
+            t0 = busy.start()
+            dets = predict_resilient(teacher, batch.requests, max_tries=cfg.teacher_tries)
+            seconds = busy.stop() - t0
+            with busy.lock:
+                stats["teacher_images"] = stats.get("teacher_images", 0) + len(batch.requests)
+                teacher_seconds[url] = teacher_seconds.get(url, 0.0) + seconds
+                pending.setdefault(url, []).append((batch.rows, dets))
+        finally:
+            if opened:
+                opened.release()
+            free_callers.release()
 
     finished = 0
     try:
         while finished < producers:
-            t_wait = time.perf_counter()
             try:
                 kind, url, item = results.get(timeout=5.0)
             except queue.Empty:
                 if procs and not any(p.is_alive() for p in procs):
                     break
                 continue
-            finally:
-                if "first_batch_at" in stats:
-                    stats["wait_seconds"] += time.perf_counter() - t_wait
             if kind == _DONE:
                 finished += 1
             elif kind == "error":
+                for fut in labels.pop(url, []):
+                    fut.exception()
                 pending.pop(url, None)
                 outcome = ShardOutcome(shard_id(url), error=f"shard {shard_id(url)} ({url}) failed: {item}")
                 outcomes.append(outcome)
                 on_outcome(outcome)
-            elif isinstance(item, batch_transport.SharedBatch):
-                opened = batch_transport.OpenedBatch(item)
-                try:
-                    label(url, opened.batch)
-                finally:
-                    opened.release()
-            elif isinstance(item, TeacherBatch):
-                label(url, item)
+            elif isinstance(item, (batch_transport.SharedBatch, TeacherBatch)):
+                free_callers.acquire()
+                labels.setdefault(url, []).append(labeller.submit(label, url, item))
             elif isinstance(item, PreparedShard):
                 on_samples(len(item.rows))
                 writes.append((item.shard, writer.submit(write, item)))
     finally:
+        labeller.shutdown(wait=True)
         if shm_prefix and (left := batch_transport.remove_segments(shm_prefix)):
             log.warning("removed %d shared-memory batch(es) that no teacher call released", left)
     for shard, fut in writes:
         try:
             outcome = fut.result()
         except Exception as exc:  # noqa: BLE001
-            outcome = ShardOutcome(shard, error=f"shard {shard}: writing failed: {exc.__class__.__name__}: {exc}")
+            outcome = ShardOutcome(shard, error=f"shard {shard}: labelling or writing failed: {exc.__class__.__name__}: {exc}")
         outcomes.append(outcome)
         on_outcome(outcome)
     writer.shutdown()
+    busy.report(stats)
     for p in procs:
         p.join(timeout=5)
     return outcomes
+
+
+class _BusyClock:
+    """Time with at least one teacher call in flight, whatever the number of concurrent calls."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.active = 0
+        self.since = 0.0
+        self.busy = 0.0
+        self.first: float | None = None
+        self.last = 0.0
+
+    def start(self) -> float:
+        now = time.perf_counter()
+        with self.lock:
+            if self.first is None:
+                self.first = now
+            if self.active == 0:
+                self.since = now
+            self.active += 1
+        return now
+
+    def stop(self) -> float:
+        now = time.perf_counter()
+        with self.lock:
+            self.active -= 1
+            if self.active == 0:
+                self.busy += now - self.since
+            self.last = max(self.last, now)
+        return now
+
+    def report(self, stats: dict) -> None:
+        stats["teacher_seconds"] = self.busy
+        if self.first is not None:
+            stats["first_batch_at"], stats["last_batch_done_at"] = self.first, self.last
+            stats["wait_seconds"] = max(0.0, self.last - self.first - self.busy)
 
 
 def _shared_memory_prefix(cfg: LabelConfig, transport: str, cpu_workers: int, queue_batches: int) -> str | None:

@@ -73,6 +73,8 @@ class TeacherActor:
             config.teacher, config.grounding_settings(), device=config.device,
             allow_pickle=config.allow_pickle_checkpoint, fast=config.fast_teacher,
         )
+        # A threaded actor (GPU) runs as many predict calls at once as the teacher allows.
+        self.calls = threading.Semaphore(max(1, int(getattr(self.teacher, "concurrent_calls", 1))))
 
     def pid(self) -> int:
         return os.getpid()
@@ -91,21 +93,24 @@ class TeacherActor:
 
         from teacher.resilient import predict_resilient
 
-        t0 = time.perf_counter()
-        dets = predict_resilient(self.teacher, batch.requests, max_tries=self.config.teacher_tries)
-        return batch.rows, dets, time.perf_counter() - t0
+        with self.calls:
+            t0 = time.perf_counter()
+            dets = predict_resilient(self.teacher, batch.requests, max_tries=self.config.teacher_tries)
+            return batch.rows, dets, time.perf_counter() - t0
 
 
 def teacher_actor_options(cfg: LabelConfig, teachers: int, use_gpu: bool) -> tuple[dict, int | None]:
     """Ray options and torch CPU threads of a teacher actor.
 
-    On a GPU the actor needs one CPU and Ray's one thread. On the CPU the teacher is the
+    On a GPU the actor needs one CPU and Ray's one thread, and runs two predict calls at once so
+    that one batch's host work overlaps the other's forward (the teacher serialises the device
+    pass). On the CPU the teacher is the
     bottleneck while the CPU actors mostly wait on it, so it gets the node's cores (shared by its
     teachers) instead of Ray's one thread; passive OpenMP waiting makes those threads yield when a
     CPU actor needs a core, where spinning threads would stall every parallel region.
     """
     if use_gpu:
-        return {"num_gpus": 1, "num_cpus": 1}, None
+        return {"num_gpus": 1, "num_cpus": 1, "max_concurrency": 2}, None
     threads = cfg.teacher_threads or max(1, int(ray.cluster_resources().get("CPU", 1)) // max(1, teachers))
     env = {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
     return {"num_cpus": 1, "runtime_env": {"env_vars": env}}, threads

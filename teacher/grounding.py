@@ -3,7 +3,7 @@
 - `positive_map`: which tokens each phrase covers, from the tokenizer's character offsets.
 - `phrase_scores`: mean over a phrase's tokens of the token probabilities (GLIP's positive map).
 - `select_detections`: best phrase per box, threshold, NMS per phrase, at most K boxes
-  (`best_phrases` on the device for a whole batch, then `select_from_best` per image on the host).
+  (`pack_best_phrases` on the device for a whole batch, then `select_from_best` per image on the host).
 """
 
 from __future__ import annotations
@@ -113,12 +113,17 @@ def cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
     return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
 
 
-def best_phrases(scores: torch.Tensor, boxes_xyxy: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Device side of the selection for a batch: each box's best phrase and score, moved to the
-    host in one transfer. [B, Q, P] scores and [B, Q, 4] boxes -> (best, phrase, boxes) arrays."""
+def pack_best_phrases(scores: torch.Tensor, boxes_xyxy: torch.Tensor) -> torch.Tensor:
+    """Device side of the selection for a batch: each box's best phrase and score, packed for one
+    transfer. [B, Q, P] scores and [B, Q, 4] boxes -> [B, Q, 6] (score, phrase, x0, y0, x1, y1)."""
     best, phrase = scores.max(dim=-1)
-    packed = torch.cat([best[..., None].float(), phrase[..., None].float(), boxes_xyxy.float()], dim=-1).cpu().numpy()
-    return packed[..., 0], packed[..., 1].astype(np.int64), packed[..., 2:6]
+    return torch.cat([best[..., None].float(), phrase[..., None].float(), boxes_xyxy.float()], dim=-1)
+
+
+def unpack_best_phrases(packed: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """[B, Q, 6] packed selection (any device) -> (best, phrase, boxes) host arrays."""
+    arr = packed.cpu().numpy()
+    return arr[..., 0], arr[..., 1].astype(np.int64), arr[..., 2:6]
 
 
 def select_from_best(
@@ -169,7 +174,7 @@ def select_detections(
     """
     if scores.numel() == 0 or scores.shape[-1] == 0:
         return []
-    best, phrase, boxes = best_phrases(scores[None], boxes_xyxy[None])
+    best, phrase, boxes = unpack_best_phrases(pack_best_phrases(scores[None], boxes_xyxy[None]))
     return select_from_best(best[0], phrase[0], boxes[0], width=width, height=height,
                             box_threshold=box_threshold, nms_iou=nms_iou, max_boxes=max_boxes)
 

@@ -8,6 +8,7 @@ score is the mean token probability, then threshold, per-phrase NMS and top-K.
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -23,12 +24,13 @@ from teacher.checkpoints import (
     read_json,
 )
 from teacher.grounding import (
-    best_phrases,
     cxcywh_to_xyxy,
     merge_detections,
+    pack_best_phrases,
     phrase_scores,
     positive_map,
     select_from_best,
+    unpack_best_phrases,
 )
 from teacher.prompts import Prompt, build_prompts
 from teacher.protocol import Detection, GroundingSettings, TeacherRequest
@@ -83,6 +85,10 @@ class GroundingDinoTeacher:
         self._mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1) * 255.0
         self._std = torch.tensor(std, device=self.device).view(1, 3, 1, 1) * 255.0
         self.autocast_dtype = torch.bfloat16 if self.device.startswith("cuda") else None
+        self._device_lock = threading.Lock()
+        self._local = threading.local()
+        # On a GPU two callers keep it busy: one call's host work overlaps the other's forward.
+        self.concurrent_calls = 2 if self.device.startswith("cuda") else 1
         self.fast_modules = 0
         if fast and self.device.startswith("cuda"):
             from teacher.fast.precision import precast_weights
@@ -90,34 +96,7 @@ class GroundingDinoTeacher:
             self.fast_modules = _install_fast_path(self.model)
             precast_weights(self.model, torch.bfloat16)
 
-    def _pixels(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pad uint8 HxWx3 images into one batch; normalise on the device."""
-        h = max(im.shape[0] for im in images)
-        w = max(im.shape[1] for im in images)
-        batch = self._host_buffer(len(images) * h * w * 3).view(len(images), h, w, 3)
-        batch.zero_()
-        for i, im in enumerate(images):
-            batch[i, : im.shape[0], : im.shape[1]] = torch.from_numpy(im if im.flags.writeable else im.copy())
-        sizes = torch.tensor([[im.shape[0], im.shape[1]] for im in images])
-        device_batch = batch.to(self.device, non_blocking=True)
-        sizes = sizes.to(self.device, non_blocking=True)
-        rows = torch.arange(h, device=self.device)[None, :, None] < sizes[:, 0, None, None]
-        cols = torch.arange(w, device=self.device)[None, None, :] < sizes[:, 1, None, None]
-        mask = (rows & cols).long()
-        pixels = (device_batch.permute(0, 3, 1, 2).float() - self._mean) / self._std
-        return pixels.contiguous(), mask
-
-    def _host_buffer(self, numel: int) -> torch.Tensor:
-        """A reused (pinned, on CUDA) staging buffer: pinning a fresh one per batch costs more than
-        the copy. Safe to reuse: `predict` waits for its results before the next batch."""
-        buf = getattr(self, "_staging", None)
-        if buf is None or buf.numel() < numel:
-            buf = torch.empty(numel, dtype=torch.uint8, pin_memory=self.device.startswith("cuda"))
-            self._staging = buf
-        return buf[:numel]
-
-    @torch.inference_mode()
-    def _forward(self, texts: list[str], images: list[np.ndarray]):
+    def _encode(self, texts: list[str]) -> tuple[dict[str, torch.Tensor], list]:
         enc = self.tokenizer(
             texts,
             padding="longest",
@@ -132,22 +111,78 @@ class GroundingDinoTeacher:
         for name in ("input_ids", "attention_mask"):
             fill = (self.tokenizer.pad_token_id or 0) if name == "input_ids" else 0
             enc[name] = torch.nn.functional.pad(enc[name], (0, 1), value=fill)
-        pixels, mask = self._pixels(images)
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}, offsets
+
+    def _pad_images(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pad uint8 HxWx3 images into one host batch (this thread's staging buffer) and their sizes."""
+        h = max(im.shape[0] for im in images)
+        w = max(im.shape[1] for im in images)
+        batch = self._host_buffer(len(images) * h * w * 3).view(len(images), h, w, 3)
+        batch.zero_()
+        for i, im in enumerate(images):
+            batch[i, : im.shape[0], : im.shape[1]] = torch.from_numpy(im if im.flags.writeable else im.copy())
+        return batch, torch.tensor([[im.shape[0], im.shape[1]] for im in images])
+
+    def _host_buffer(self, numel: int) -> torch.Tensor:
+        """A reused (pinned, on CUDA) staging buffer per calling thread: pinning a fresh one per
+        batch costs more than the copy. Safe to reuse: a thread's `predict` waits for its own
+        results, which the stream orders after the upload, before it pads its next batch."""
+        buf = getattr(self._local, "staging", None)
+        if buf is None or buf.numel() < numel:
+            buf = torch.empty(numel, dtype=torch.uint8, pin_memory=self.device.startswith("cuda"))
+            self._local.staging = buf
+        return buf[:numel]
+
+    def _device_pass(
+        self, text: dict[str, torch.Tensor], batch: torch.Tensor, sizes: torch.Tensor,
+        pos: torch.Tensor, valid: torch.Tensor, scale: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.cuda.Event | None]:
+        """Upload, forward, phrase scores and each box's best phrase; the packed [B, Q, 6] result
+        (score, phrase, x0, y0, x1, y1) is copied back without waiting, with an event to wait on."""
+        dev = self.device
+        device_batch = batch.to(dev, non_blocking=True)
+        sizes = sizes.to(dev, non_blocking=True)
+        h, w = batch.shape[1], batch.shape[2]
+        rows = torch.arange(h, device=dev)[None, :, None] < sizes[:, 0, None, None]
+        cols = torch.arange(w, device=dev)[None, None, :] < sizes[:, 1, None, None]
         inputs = {
-            "input_ids": enc["input_ids"].to(self.device),
-            "attention_mask": enc["attention_mask"].to(self.device),
-            "token_type_ids": torch.zeros_like(enc["input_ids"]).to(self.device),
-            "pixel_values": pixels,
-            "pixel_mask": mask,
+            "input_ids": text["input_ids"].to(dev, non_blocking=True),
+            "attention_mask": text["attention_mask"].to(dev, non_blocking=True),
+            "token_type_ids": torch.zeros_like(text["input_ids"]).to(dev, non_blocking=True),
+            "pixel_values": ((device_batch.permute(0, 3, 1, 2).float() - self._mean) / self._std).contiguous(),
+            "pixel_mask": (rows & cols).long(),
         }
         if self.autocast_dtype is not None:
             with torch.autocast("cuda", dtype=self.autocast_dtype):
                 out = self.model(**inputs)
         else:
             out = self.model(**inputs)
-        return out.logits.float(), out.pred_boxes.float(), offsets
+        logits, boxes = out.logits.float(), out.pred_boxes.float()
+        width = logits.shape[-1]  # the model pads token logits to max_text_len
+        pos = torch.nn.functional.pad(pos, (0, max(0, width - pos.shape[-1])))[..., :width]
+        scores = phrase_scores(logits, pos.to(dev, non_blocking=True))
+        scores = scores.masked_fill(~valid.to(dev, non_blocking=True)[:, None, :], -1.0)
+        packed = pack_best_phrases(scores, cxcywh_to_xyxy(boxes) * scale.to(dev, non_blocking=True))
+        if not dev.startswith("cuda"):
+            return packed, None
+        host = torch.empty(packed.shape, dtype=packed.dtype, pin_memory=True)
+        host.copy_(packed, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        return host, done
 
+    def _drain(self) -> None:
+        if self.device.startswith("cuda"):
+            try:
+                torch.cuda.current_stream().synchronize()
+            except RuntimeError:
+                log.warning("could not wait for the GPU after a failed batch", exc_info=True)
+
+    @torch.inference_mode()
     def predict(self, requests: Sequence[TeacherRequest]) -> list[list[Detection]]:
+        """Safe to call from `concurrent_calls` threads at once: only the device pass is
+        serialised, so one call's host work (prompts, tokenising, padding, NMS) overlaps
+        another's forward."""
         s = self.settings
         jobs: list[tuple[int, Prompt]] = []
         for ri, req in enumerate(requests):
@@ -156,8 +191,8 @@ class GroundingDinoTeacher:
         found: list[list[tuple]] = [[] for _ in requests]
         prompts_per_request = [0] * len(requests)
         if jobs:
-            logits, boxes, offsets = self._forward([p.text for _, p in jobs], [requests[ri].pixels for ri, _ in jobs])
-            n_tokens = logits.shape[-1]
+            text, offsets = self._encode([p.text for _, p in jobs])
+            n_tokens = text["input_ids"].shape[-1]
             max_phrases = max(len(p.spans) for _, p in jobs)
             pos = torch.zeros((len(jobs), max_phrases, n_tokens))
             valid = torch.zeros((len(jobs), max_phrases), dtype=torch.bool)
@@ -167,10 +202,16 @@ class GroundingDinoTeacher:
                 valid[j, : len(prompt.spans)] = True
                 req = requests[ri]
                 scale[j, 0] = torch.tensor([req.width, req.height, req.width, req.height])
-            scores = phrase_scores(logits, pos.to(logits.device))
-            scores = scores.masked_fill(~valid.to(scores.device)[:, None, :], -1.0)
-            xyxy = cxcywh_to_xyxy(boxes) * scale.to(boxes.device)
-            best, phrase, px = best_phrases(scores, xyxy)
+            batch, sizes = self._pad_images([requests[ri].pixels for ri, _ in jobs])
+            with self._device_lock:
+                try:
+                    packed, done = self._device_pass(text, batch, sizes, pos, valid, scale)
+                except BaseException:
+                    self._drain()  # the upload from this thread's staging buffer may still be queued
+                    raise
+            if done is not None:
+                done.synchronize()
+            best, phrase, px = unpack_best_phrases(packed)
             for j, (ri, prompt) in enumerate(jobs):
                 prompts_per_request[ri] += 1
                 req = requests[ri]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -64,12 +66,13 @@ def test_segments_of_a_killed_run_are_removed_and_live_ones_kept() -> None:
     batch_transport.remove_segments(live_prefix)
 
 
-def _run(tmp_path, tiny_teacher, shards, name, **kwargs) -> tuple[list[dict], dict]:
+def _run(tmp_path, tiny_teacher, shards, name, wrap=None, **kwargs) -> tuple[list[dict], dict]:
     from teacher.load import load_teacher
 
     cfg = build_config({"input": str(shards / "*.tar"), "output": str(tmp_path / name), "teacher": tiny_teacher,
                         "min_size": 128, "max_size": 224, "batch_size": 4})
     teacher = load_teacher(tiny_teacher, cfg.grounding_settings(), device="cpu")
+    teacher = wrap(teacher) if wrap else teacher
     stats: dict = {}
     outcomes = run_inprocess(plan_run(cfg), teacher, stats=stats, **kwargs)
     assert [o.error for o in outcomes] == [None, None]
@@ -101,3 +104,38 @@ def test_too_little_shared_memory_falls_back_to_pipes_and_says_so(tmp_path, tiny
     assert stats["transport"] == "pipe"
     assert "--shm-size" in caplog.text and "1 MB free" in caplog.text
     assert len(rows) == 24
+
+
+class _OverlapRecorder:
+    """The real teacher, declared safe for two concurrent calls; records how many overlapped."""
+
+    concurrent_calls = 2
+
+    def __init__(self, teacher) -> None:
+        self.teacher, self.teacher_id, self.revision, self.device = teacher, teacher.teacher_id, teacher.revision, "cpu"
+        self.lock = threading.Lock()
+        self.active = self.most_active = 0
+
+    def predict(self, requests):
+        with self.lock:
+            self.active += 1
+            self.most_active = max(self.most_active, self.active)
+        try:
+            time.sleep(0.05)  # host work that another call's device pass can overlap
+            return self.teacher.predict(requests)
+        finally:
+            with self.lock:
+                self.active -= 1
+
+
+def test_a_teacher_that_allows_two_calls_gets_them_and_the_output_is_unchanged(tmp_path, tiny_teacher, generated_shards) -> None:
+    one, stats_one = _run(tmp_path, tiny_teacher, generated_shards, "one", cpu_workers=0)
+    recorders = []
+    two, stats_two = _run(tmp_path, tiny_teacher, generated_shards, "two", cpu_workers=0,
+                          wrap=lambda t: recorders.append(_OverlapRecorder(t)) or recorders[-1])
+    assert two == one
+    assert recorders[0].most_active == 2
+    assert stats_two["teacher_images"] == stats_one["teacher_images"] == sum(r["status"] == "ok" for r in one)
+    steady = stats_two["last_batch_done_at"] - stats_two["first_batch_at"]
+    assert 0 < stats_two["teacher_seconds"] <= steady + 1e-6
+    assert stats_two["wait_seconds"] == pytest.approx(steady - stats_two["teacher_seconds"], abs=1e-6)

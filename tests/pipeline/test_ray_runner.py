@@ -20,9 +20,9 @@ def _config(**extra):
     return build_config(dict(input="in/*.tar", output="out", teacher="t", **extra))
 
 
-def test_gpu_teacher_gets_a_gpu_and_rays_single_thread(cluster) -> None:
+def test_gpu_teacher_gets_a_gpu_rays_single_thread_and_two_concurrent_calls(cluster) -> None:
     options, threads = ray_runner.teacher_actor_options(_config(), teachers=2, use_gpu=True)
-    assert options == {"num_gpus": 1, "num_cpus": 1}
+    assert options == {"num_gpus": 1, "num_cpus": 1, "max_concurrency": 2}
     assert threads is None
 
 

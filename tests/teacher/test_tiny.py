@@ -47,3 +47,25 @@ def test_pickle_only_checkpoint_is_refused_without_the_flag(tmp_path):
     with pytest.raises(CheckpointError, match="--allow-pickle-checkpoint"):
         check_weight_format(str(tmp_path), allow_pickle=False)
     check_weight_format(str(tmp_path), allow_pickle=True)
+
+
+def test_concurrent_predict_calls_give_the_sequential_results(tiny_teacher):
+    """Callers overlap host work with another call's device pass; each pads into its own buffer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    teacher = load_teacher(tiny_teacher, GroundingSettings(box_threshold=0.0, max_boxes=5), device="cpu")
+    rng = np.random.default_rng(1)
+    batches = []
+    for b in range(8):
+        shape = (64 + 8 * b, 96 - 4 * b, 3)
+        batches.append([TeacherRequest(rng.integers(0, 255, shape, dtype=np.uint8), 320, 240, "a dog and a cat", [(0, 5), (10, 15)])
+                        for _ in range(3)])
+
+    def rounded(out):
+        return [[(d.phrase, round(d.score, 5), round(d.x0, 3), round(d.y1, 3)) for d in dets] for dets in out]
+
+    sequential = [rounded(teacher.predict(b)) for b in batches]
+    with ThreadPoolExecutor(4) as pool:
+        concurrent = [rounded(out) for out in pool.map(teacher.predict, batches)]
+    assert concurrent == sequential
+    assert teacher.concurrent_calls == 1  # a CPU teacher's forward already uses every core

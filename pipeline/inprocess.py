@@ -111,8 +111,9 @@ def run_inprocess(
     outcomes: list[ShardOutcome] = []
     procs: list[mp.Process] = []
     shm_prefix = None
+    callers = max(1, int(getattr(teacher, "concurrent_calls", 1)))
     if cpu_workers > 0:
-        shm_prefix = _shared_memory_prefix(cfg, transport, cpu_workers, queue_batches)
+        shm_prefix = _shared_memory_prefix(cfg, transport, cpu_workers, queue_batches, callers)
         stats["transport"] = "shm" if shm_prefix else "pipe"
         ctx = mp.get_context("spawn")
         tasks = ctx.Queue()
@@ -137,7 +138,6 @@ def run_inprocess(
     labels: dict[str, list[Future]] = {}
     writes: list[tuple[str, Future]] = []
     writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="shard-writer")
-    callers = max(1, int(getattr(teacher, "concurrent_calls", 1)))
     labeller = ThreadPoolExecutor(max_workers=callers, thread_name_prefix="teacher-call")
     free_callers = threading.Semaphore(callers)
     busy = _BusyClock()
@@ -155,12 +155,16 @@ def run_inprocess(
         return ShardOutcome(prepared.shard, manifest=manifest)
 
     def label(url: str, item: TeacherBatch | batch_transport.SharedBatch) -> None:
-        opened = batch_transport.OpenedBatch(item) if isinstance(item, batch_transport.SharedBatch) else None
+        opened = None
         try:
+            if isinstance(item, batch_transport.SharedBatch):
+                opened = batch_transport.OpenedBatch(item)
             batch = opened.batch if opened else item
             t0 = busy.start()
-            dets = predict_resilient(teacher, batch.requests, max_tries=cfg.teacher_tries)
-            seconds = busy.stop() - t0
+            try:
+                dets = predict_resilient(teacher, batch.requests, max_tries=cfg.teacher_tries)
+            finally:
+                seconds = busy.stop() - t0
             with busy.lock:
                 stats["teacher_images"] = stats.get("teacher_images", 0) + len(batch.requests)
                 teacher_seconds[url] = teacher_seconds.get(url, 0.0) + seconds
@@ -185,6 +189,7 @@ def run_inprocess(
                 for fut in labels.pop(url, []):
                     fut.exception()
                 pending.pop(url, None)
+                teacher_seconds.pop(url, None)
                 outcome = ShardOutcome(shard_id(url), error=f"shard {shard_id(url)} ({url}) failed: {item}")
                 outcomes.append(outcome)
                 on_outcome(outcome)
@@ -196,6 +201,7 @@ def run_inprocess(
                 writes.append((item.shard, writer.submit(write, item)))
     finally:
         labeller.shutdown(wait=True)
+        busy.report(stats)
         if shm_prefix and (left := batch_transport.remove_segments(shm_prefix)):
             log.warning("removed %d shared-memory batch(es) that no teacher call released", left)
     for shard, fut in writes:
@@ -206,7 +212,6 @@ def run_inprocess(
         outcomes.append(outcome)
         on_outcome(outcome)
     writer.shutdown()
-    busy.report(stats)
     for p in procs:
         p.join(timeout=5)
     return outcomes
@@ -249,7 +254,7 @@ class _BusyClock:
             stats["wait_seconds"] = max(0.0, self.last - self.first - self.busy)
 
 
-def _shared_memory_prefix(cfg: LabelConfig, transport: str, cpu_workers: int, queue_batches: int) -> str | None:
+def _shared_memory_prefix(cfg: LabelConfig, transport: str, cpu_workers: int, queue_batches: int, callers: int) -> str | None:
     """A segment-name prefix when batches go through shared memory, None for pipes."""
     if transport not in ("auto", "shm", "pipe"):
         raise ValueError(f"transport {transport!r} is not one of auto, shm, pipe")
@@ -258,9 +263,10 @@ def _shared_memory_prefix(cfg: LabelConfig, transport: str, cpu_workers: int, qu
     if stale := batch_transport.remove_stale_segments():
         log.warning("removed %d shared-memory batch(es) left in %s by a run that was killed", stale, batch_transport.SHM_DIR)
     # Largest teacher input: shortest side min_size, longest at most max_size. Batches in
-    # flight: the queue, one per worker waiting to put, one in the receiver, one in the teacher.
+    # flight: the workers' queue and the receiver's (queue_batches each), one per worker waiting
+    # to put, one in the receiver, one waiting for a free teacher caller, one per caller.
     batch_bytes = cfg.batch_size * cfg.min_size * cfg.max_size * 3
-    need = (queue_batches + cpu_workers + 2) * batch_bytes
+    need = (2 * queue_batches + cpu_workers + 2 + callers) * batch_bytes
     free = batch_transport.shm_free_bytes()
     if transport == "auto" and free < need:
         log.warning(

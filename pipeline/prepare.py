@@ -61,8 +61,8 @@ class ShardPreparer:
     """Loads spaCy once; prepares any number of shards.
 
     Samples are parsed and decoded `window` at a time; decoded images wait in a `ShapeBatcher`
-    (at most `carry` between windows) until they form a batch with little padding. Peak decoded
-    images held per shard: window + carry (80 at batch 16: about 250 MB at 800x1333).
+    (at most max(`carry`, batch size - 1) between windows) until they form a batch with little
+    padding. Peak decoded images held: window + that (80 at batch 16: about 250 MB at 800x1333).
     """
 
     def __init__(self, config: LabelConfig, *, window: int | None = None, carry: int | None = None) -> None:

@@ -7,8 +7,10 @@ score is the mean token probability, then threshold, per-phrase NMS and top-K.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+import traceback
 from pathlib import Path
 from typing import Sequence
 
@@ -86,6 +88,7 @@ class GroundingDinoTeacher:
         self._std = torch.tensor(std, device=self.device).view(1, 3, 1, 1) * 255.0
         self.autocast_dtype = torch.bfloat16 if self.device.startswith("cuda") else None
         self._device_lock = threading.Lock()
+        self._tokenizer_lock = threading.Lock()
         self._local = threading.local()
         # On a GPU two callers keep it busy: one call's host work overlaps the other's forward.
         self.concurrent_calls = 2 if self.device.startswith("cuda") else 1
@@ -133,22 +136,21 @@ class GroundingDinoTeacher:
             self._local.staging = buf
         return buf[:numel]
 
-    def _device_pass(
-        self, text: dict[str, torch.Tensor], batch: torch.Tensor, sizes: torch.Tensor,
-        pos: torch.Tensor, valid: torch.Tensor, scale: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.cuda.Event | None]:
+    def _device_pass(self, batch: torch.Tensor, small: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.cuda.Event | None]:
         """Upload, forward, phrase scores and each box's best phrase; the packed [B, Q, 6] result
-        (score, phrase, x0, y0, x1, y1) is copied back without waiting, with an event to wait on."""
+        (score, phrase, x0, y0, x1, y1) is copied back without waiting, with an event to wait on.
+        `small` holds input_ids, attention_mask, sizes, pos, valid and scale (pinned on CUDA, so
+        their uploads never wait for the other caller's forward)."""
         dev = self.device
+        up = {name: t.to(dev, non_blocking=True) for name, t in small.items()}
         device_batch = batch.to(dev, non_blocking=True)
-        sizes = sizes.to(dev, non_blocking=True)
         h, w = batch.shape[1], batch.shape[2]
-        rows = torch.arange(h, device=dev)[None, :, None] < sizes[:, 0, None, None]
-        cols = torch.arange(w, device=dev)[None, None, :] < sizes[:, 1, None, None]
+        rows = torch.arange(h, device=dev)[None, :, None] < up["sizes"][:, 0, None, None]
+        cols = torch.arange(w, device=dev)[None, None, :] < up["sizes"][:, 1, None, None]
         inputs = {
-            "input_ids": text["input_ids"].to(dev, non_blocking=True),
-            "attention_mask": text["attention_mask"].to(dev, non_blocking=True),
-            "token_type_ids": torch.zeros_like(text["input_ids"]).to(dev, non_blocking=True),
+            "input_ids": up["input_ids"],
+            "attention_mask": up["attention_mask"],
+            "token_type_ids": torch.zeros_like(up["input_ids"]),
             "pixel_values": ((device_batch.permute(0, 3, 1, 2).float() - self._mean) / self._std).contiguous(),
             "pixel_mask": (rows & cols).long(),
         }
@@ -159,39 +161,44 @@ class GroundingDinoTeacher:
             out = self.model(**inputs)
         logits, boxes = out.logits.float(), out.pred_boxes.float()
         width = logits.shape[-1]  # the model pads token logits to max_text_len
-        pos = torch.nn.functional.pad(pos, (0, max(0, width - pos.shape[-1])))[..., :width]
-        scores = phrase_scores(logits, pos.to(dev, non_blocking=True))
-        scores = scores.masked_fill(~valid.to(dev, non_blocking=True)[:, None, :], -1.0)
-        packed = pack_best_phrases(scores, cxcywh_to_xyxy(boxes) * scale.to(dev, non_blocking=True))
+        pos = torch.nn.functional.pad(up["pos"], (0, max(0, width - up["pos"].shape[-1])))[..., :width]
+        scores = phrase_scores(logits, pos).masked_fill(~up["valid"][:, None, :], -1.0)
+        packed = pack_best_phrases(scores, cxcywh_to_xyxy(boxes) * up["scale"])
         if not dev.startswith("cuda"):
             return packed, None
         host = torch.empty(packed.shape, dtype=packed.dtype, pin_memory=True)
         host.copy_(packed, non_blocking=True)
         done = torch.cuda.Event()
-        done.record()
+        done.record(torch.cuda.current_stream(dev))
         return host, done
+
+    def _device_scope(self) -> contextlib.AbstractContextManager:
+        """Make the teacher's GPU current: a new calling thread starts on GPU 0, and events and
+        streams belong to the current GPU."""
+        return torch.cuda.device(self.device) if self.device.startswith("cuda") else contextlib.nullcontext()
 
     def _drain(self) -> None:
         if self.device.startswith("cuda"):
             try:
-                torch.cuda.current_stream().synchronize()
+                torch.cuda.current_stream(self.device).synchronize()
             except RuntimeError:
                 log.warning("could not wait for the GPU after a failed batch", exc_info=True)
 
     @torch.inference_mode()
     def predict(self, requests: Sequence[TeacherRequest]) -> list[list[Detection]]:
-        """Safe to call from `concurrent_calls` threads at once: only the device pass is
-        serialised, so one call's host work (prompts, tokenising, padding, NMS) overlaps
-        another's forward."""
+        """Safe to call from `concurrent_calls` threads at once: only tokenising and the device
+        pass are serialised, so one call's host work (prompts, padding, NMS) overlaps another's
+        forward."""
         s = self.settings
         jobs: list[tuple[int, Prompt]] = []
-        for ri, req in enumerate(requests):
-            for prompt in build_prompts(req.caption, req.spans, self.tokenizer, mode=s.prompt_mode, max_tokens=self.max_text_len - 1):
-                jobs.append((ri, prompt))
         found: list[list[tuple]] = [[] for _ in requests]
         prompts_per_request = [0] * len(requests)
+        with self._tokenizer_lock:  # a fast tokenizer's truncation and padding settings are shared state
+            for ri, req in enumerate(requests):
+                for prompt in build_prompts(req.caption, req.spans, self.tokenizer, mode=s.prompt_mode, max_tokens=self.max_text_len - 1):
+                    jobs.append((ri, prompt))
+            text, offsets = self._encode([p.text for _, p in jobs]) if jobs else ({}, [])
         if jobs:
-            text, offsets = self._encode([p.text for _, p in jobs])
             n_tokens = text["input_ids"].shape[-1]
             max_phrases = max(len(p.spans) for _, p in jobs)
             pos = torch.zeros((len(jobs), max_phrases, n_tokens))
@@ -203,11 +210,17 @@ class GroundingDinoTeacher:
                 req = requests[ri]
                 scale[j, 0] = torch.tensor([req.width, req.height, req.width, req.height])
             batch, sizes = self._pad_images([requests[ri].pixels for ri, _ in jobs])
-            with self._device_lock:
+            small = dict(text, sizes=sizes, pos=pos, valid=valid, scale=scale)
+            if self.device.startswith("cuda"):
+                small = {name: t.pin_memory() for name, t in small.items()}
+            with self._device_lock, self._device_scope():
                 try:
-                    packed, done = self._device_pass(text, batch, sizes, pos, valid, scale)
-                except BaseException:
-                    self._drain()  # the upload from this thread's staging buffer may still be queued
+                    packed, done = self._device_pass(batch, small)
+                except BaseException as exc:
+                    # Free the failed forward's activations before the next caller's forward
+                    # runs, and let the upload from this thread's staging buffer finish.
+                    traceback.clear_frames(exc.__traceback__)
+                    self._drain()
                     raise
             if done is not None:
                 done.synchronize()

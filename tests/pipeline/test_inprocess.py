@@ -139,3 +139,20 @@ def test_a_teacher_that_allows_two_calls_gets_them_and_the_output_is_unchanged(t
     steady = stats_two["last_batch_done_at"] - stats_two["first_batch_at"]
     assert 0 < stats_two["teacher_seconds"] <= steady + 1e-6
     assert stats_two["wait_seconds"] == pytest.approx(steady - stats_two["teacher_seconds"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_a_batch_that_cannot_be_opened_fails_its_shard_without_hanging_the_run(tmp_path, tiny_teacher, generated_shards, monkeypatch) -> None:
+    from teacher.load import load_teacher
+
+    def unreadable(shared):
+        raise OSError("cannot map the shared-memory batch (injected)")
+
+    monkeypatch.setattr(batch_transport, "OpenedBatch", unreadable)
+    cfg = build_config({"input": str(generated_shards / "*.tar"), "output": str(tmp_path / "out"), "teacher": tiny_teacher,
+                        "min_size": 128, "max_size": 224, "batch_size": 4})
+    teacher = load_teacher(tiny_teacher, cfg.grounding_settings(), device="cpu")
+    outcomes = run_inprocess(plan_run(cfg), teacher, cpu_workers=1, transport="shm")
+    assert len(outcomes) == 2
+    assert all(o.error and "cannot map" in o.error and o.shard in o.error for o in outcomes), [o.error for o in outcomes]
+    assert not list((tmp_path / "out").glob("parquet/*.parquet"))

@@ -50,22 +50,54 @@ def test_pickle_only_checkpoint_is_refused_without_the_flag(tmp_path):
 
 
 def test_concurrent_predict_calls_give_the_sequential_results(tiny_teacher):
-    """Callers overlap host work with another call's device pass; each pads into its own buffer."""
+    """Callers overlap host work with another call's device pass; each pads into its own buffer,
+    and tokenising (the fast tokenizer's truncation and padding settings are shared) is serialised.
+    Long captions are split into several prompts, so a wrong truncation would change the output."""
     from concurrent.futures import ThreadPoolExecutor
 
     teacher = load_teacher(tiny_teacher, GroundingSettings(box_threshold=0.0, max_boxes=5), device="cpu")
     rng = np.random.default_rng(1)
+    long_caption = " and ".join(["a red car next to a white house"] * 40) + " and two dogs"
+    long_spans = [(0, 9), (len(long_caption) - 8, len(long_caption))]
     batches = []
-    for b in range(8):
-        shape = (64 + 8 * b, 96 - 4 * b, 3)
-        batches.append([TeacherRequest(rng.integers(0, 255, shape, dtype=np.uint8), 320, 240, "a dog and a cat", [(0, 5), (10, 15)])
-                        for _ in range(3)])
+    for b in range(12):
+        shape = (48 + 8 * (b % 6), 72 - 4 * (b % 6), 3)
+        captions = [("a dog and a cat", [(0, 5), (10, 15)]), (long_caption, long_spans)][: 1 + b % 2] * 2
+        batches.append([TeacherRequest(rng.integers(0, 255, shape, dtype=np.uint8), 320, 240, c, sp) for c, sp in captions])
 
     def rounded(out):
         return [[(d.phrase, round(d.score, 5), round(d.x0, 3), round(d.y1, 3)) for d in dets] for dets in out]
 
     sequential = [rounded(teacher.predict(b)) for b in batches]
-    with ThreadPoolExecutor(4) as pool:
-        concurrent = [rounded(out) for out in pool.map(teacher.predict, batches)]
-    assert concurrent == sequential
+    for _ in range(2):
+        with ThreadPoolExecutor(4) as pool:
+            concurrent = [rounded(out) for out in pool.map(teacher.predict, batches)]
+        assert concurrent == sequential
     assert teacher.concurrent_calls == 1  # a CPU teacher's forward already uses every core
+
+
+def test_concurrent_calls_never_see_each_others_tokenizer_settings(tiny_teacher):
+    """The same, with the forward replaced by a cheap function of the tokens, so that the calls'
+    tokenising overlaps as much as possible (without the tokenizer lock this fails in most runs)."""
+    from concurrent.futures import ThreadPoolExecutor
+    from types import SimpleNamespace
+
+    import torch
+
+    teacher = load_teacher(tiny_teacher, GroundingSettings(box_threshold=0.0, max_boxes=3), device="cpu")
+
+    def token_model(input_ids, **_):
+        b, t = input_ids.shape
+        logits = torch.full((b, 4, 256), -20.0)
+        logits[:, :, :t] = torch.sin(input_ids.float()[:, None, :] + torch.arange(4.0)[None, :, None])
+        return SimpleNamespace(logits=logits, pred_boxes=torch.full((b, 4, 4), 0.5))
+
+    teacher.model = token_model
+    long_caption = " and ".join(["a red car next to a white house"] * 40) + " and two dogs"
+    pixels = np.zeros((8, 8, 3), dtype=np.uint8)
+    batches = [[TeacherRequest(pixels, 8, 8, long_caption, [(0, 9), (len(long_caption) - 8, len(long_caption))]),
+                TeacherRequest(pixels, 8, 8, f"dog number {i}", [(0, 3)])] for i in range(300)]
+    sequential = [teacher.predict(b) for b in batches]
+    for _ in range(2):
+        with ThreadPoolExecutor(4) as pool:
+            assert list(pool.map(teacher.predict, batches)) == sequential

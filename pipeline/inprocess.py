@@ -268,6 +268,12 @@ def _shared_memory_prefix(cfg: LabelConfig, transport: str, cpu_workers: int, qu
     batch_bytes = cfg.batch_size * cfg.min_size * cfg.max_size * 3
     need = (2 * queue_batches + cpu_workers + 2 + callers) * batch_bytes
     free = batch_transport.shm_free_bytes()
+    if transport == "shm" and free < need:
+        raise ValueError(
+            f"transport shm: {batch_transport.SHM_DIR} has {free / 2**20:.0f} MB free but batches in flight may need "
+            f"{need / 2**20:.0f} MB (a worker writing into a full {batch_transport.SHM_DIR} is killed); "
+            "use transport auto or pipe, or give the machine more shared memory"
+        )
     if transport == "auto" and free < need:
         log.warning(
             "%s has %.0f MB free but batches in flight may need %.0f MB: sending batches through pipes, "

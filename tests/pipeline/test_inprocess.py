@@ -156,3 +156,10 @@ def test_a_batch_that_cannot_be_opened_fails_its_shard_without_hanging_the_run(t
     assert len(outcomes) == 2
     assert all(o.error and "cannot map" in o.error and o.shard in o.error for o in outcomes), [o.error for o in outcomes]
     assert not list((tmp_path / "out").glob("parquet/*.parquet"))
+
+
+def test_shared_memory_asked_for_but_too_small_is_refused_with_the_sizes(tmp_path, tiny_teacher, generated_shards, monkeypatch) -> None:
+    monkeypatch.setattr(batch_transport, "shm_free_bytes", lambda: 2**20)
+    cfg = build_config({"input": str(generated_shards / "*.tar"), "output": str(tmp_path / "out"), "teacher": tiny_teacher})
+    with pytest.raises(ValueError, match=r"has 1 MB free but batches in flight may need \d+ MB"):
+        run_inprocess(plan_run(cfg), object(), cpu_workers=2, transport="shm")

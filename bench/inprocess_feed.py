@@ -10,6 +10,7 @@ each transport (pipes, shared memory).
 
     python bench/inprocess_feed.py                        # a launch-bound and a GPU-bound teacher
     python bench/inprocess_feed.py --regimes 120:120 --cpu-workers 2
+    python bench/inprocess_feed.py --regimes 40:40:200,40:120:200   # 1 vs 2 concurrent callers
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import argparse
 import json
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -50,6 +52,76 @@ class StandInTeacher:
             pass
         time.sleep(self.wait)
         return [[] for _ in requests]
+
+
+class OverlappingStandIn(StandInTeacher):
+    """A GPU teacher that takes `callers` concurrent calls, as `GroundingDinoTeacher` does on a GPU.
+
+    Per batch: the pixel copy and `host_ms` of GIL-held host work (half before, half after) run
+    outside a device lock; inside it the "GPU" runs for `gpu_ms` while Python holds the GIL for
+    `launch_ms` launching its kernels, in parallel (asynchronous launches), so the device pass
+    takes max(launch, gpu) when nothing competes for the GIL.
+    """
+
+    def __init__(self, host_ms: float, launch_ms: float, gpu_ms: float, callers: int) -> None:
+        super().__init__(launch_ms, 0.0)
+        self.host = host_ms / 1000.0
+        self.gpu = gpu_ms / 1000.0
+        self.concurrent_calls = callers
+        self.lock = threading.Lock()
+        self.local = threading.local()
+
+    def predict(self, requests):
+        total = sum(r.pixels.size for r in requests)
+        staging = getattr(self.local, "staging", None)
+        if staging is None or staging.size < total:
+            staging = self.local.staging = np.empty(total, dtype=np.uint8)
+        offset = 0
+        for r in requests:
+            staging[offset : offset + r.pixels.size] = r.pixels.reshape(-1)
+            offset += r.pixels.size
+        _spin(self.host / 2)
+        with self.lock:
+            gpu_done = time.perf_counter() + self.gpu
+            _spin(self.hold)
+            time.sleep(max(0.0, gpu_done - time.perf_counter()))
+        _spin(self.host / 2)
+        return [[] for _ in requests]
+
+
+def _spin(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def measure_callers(regime: tuple[float, float, float], batches: list, base: dict, work: Path, cpu_workers: int, runs: int) -> dict:
+    """The overlapping stand-in alone and in the pipeline (shared memory), with 1 and 2 callers."""
+    from concurrent.futures import ThreadPoolExecutor
+    from statistics import median
+
+    from pipeline.config import build_config
+    from pipeline.inprocess import run_inprocess
+    from pipeline.run import plan_run
+
+    images = sum(len(b.requests) for b in batches)
+    result: dict = {}
+    for callers in (1, 2):
+        teacher = OverlappingStandIn(*regime, callers=callers)
+        t = time.perf_counter()
+        with ThreadPoolExecutor(callers) as pool:
+            list(pool.map(lambda b: teacher.predict(b.requests), batches))
+        alone = images / (time.perf_counter() - t)
+        rates = []
+        for _ in range(runs):
+            cfg = build_config(dict(base, output=tempfile.mkdtemp(prefix=f"out-{callers}-", dir=work)))
+            stats: dict = {}
+            outcomes = run_inprocess(plan_run(cfg), teacher, cpu_workers=cpu_workers, transport="shm", stats=stats)
+            if any(o.error for o in outcomes):
+                raise RuntimeError(str([o.error for o in outcomes if o.error]))
+            rates.append(stats["teacher_images"] / (stats["last_batch_done_at"] - stats["first_batch_at"]))
+        result[callers] = {"alone": alone, "pipeline": median(rates), "runs": rates}
+    return result
 
 
 def measure(teacher: StandInTeacher, batches: list, base: dict, work: Path, cpu_workers: int, runs: int) -> dict:
@@ -91,7 +163,8 @@ def main() -> int:
     p.add_argument("--max-size", type=int, default=1333)
     p.add_argument("--max-side", type=int, default=1024, help="largest generated image side")
     p.add_argument("--regimes", default="200:40,40:200",
-                   help="stand-in per-batch milliseconds holding:releasing the GIL, comma-separated")
+                   help="stand-in per-batch milliseconds holding:releasing the GIL, comma-separated; "
+                        "HOST:LAUNCH:GPU (three numbers) measures 1 vs 2 concurrent callers instead")
     p.add_argument("--cpu-workers", type=int, default=1)
     p.add_argument("--runs", type=int, default=2)
     args = p.parse_args()
@@ -111,10 +184,12 @@ def main() -> int:
     mb = np.mean([sum(r.pixels.nbytes for r in b.requests) for b in batches]) / 2**20
     print(f"\n{images} images in {len(batches)} batches ({mb:.1f} MB of pixels each), {args.cpu_workers} CPU worker "
           f"process(es), {args.runs} runs per cell (median); steady state: first teacher call to the end of the last\n")
-    print("| stand-in per batch (GIL held + released) | measurement | images/s | / teacher alone | waiting for batches | "
-          "teacher time / alone |\n| --- | --- | ---: | ---: | ---: | ---: |")
     results = {}
-    for regime in args.regimes.split(","):
+    two_part = [r for r in args.regimes.split(",") if r.count(":") == 1]
+    if two_part:
+        print("| stand-in per batch (GIL held + released) | measurement | images/s | / teacher alone | waiting for batches | "
+              "teacher time / alone |\n| --- | --- | ---: | ---: | ---: | ---: |")
+    for regime in two_part:
         hold, wait = (float(x) for x in regime.split(":"))
         r = results[regime] = measure(StandInTeacher(hold, wait), batches, base, work, args.cpu_workers, args.runs)
         name = f"{hold:.0f} + {wait:.0f} ms"
@@ -123,6 +198,16 @@ def main() -> int:
             t = r[transport]
             print(f"| {name} | pipeline, batches through {transport} | {t['images_per_s']:.1f} | "
                   f"{t['images_per_s'] / r['alone']:.2f}x | {t['waiting']:.0%} | {t['teacher_time']:.2f}x |", flush=True)
+    three_part = [r for r in args.regimes.split(",") if r.count(":") == 2]
+    if three_part:
+        print("\n| stand-in per batch (host + launch, GPU) | callers | teacher alone, images/s | pipeline (shm), images/s | "
+              "pipeline / one caller alone |\n| --- | ---: | ---: | ---: | ---: |")
+    for regime in three_part:
+        host, launch, gpu = (float(x) for x in regime.split(":"))
+        r = results[regime] = measure_callers((host, launch, gpu), batches, base, work, args.cpu_workers, args.runs)
+        for callers in (1, 2):
+            print(f"| {host:.0f} + {launch:.0f} ms, {gpu:.0f} ms | {callers} | {r[callers]['alone']:.1f} | "
+                  f"{r[callers]['pipeline']:.1f} | {r[callers]['pipeline'] / r[1]['alone']:.2f}x |", flush=True)
     print(json.dumps(results))
     return 0
 

@@ -12,4 +12,4 @@ python3 -c "import spacy; from parsers import NounPhraseExtractor; print('spacy'
 if [ "${TEACHER_BENCH:-1}" = 1 ]; then timeout 230 python3 bench/gpu_teacher.py --quick --budget-s 150 > "$OUT/gpu_teacher.log" 2>&1; echo "gpu_teacher rc=$?"; fi
 timeout 280 python3 bench/gpu_pipeline.py --shards 8 --samples 96 --cpu-workers 12 > "$OUT/gpu_pipeline.log" 2>&1; echo "gpu_pipeline rc=$?"
 if [ "${GLIP_SPEED:-1}" = 1 ]; then timeout 60 python3 bench/glip_speed.py --device cuda --batch 4 --iters 3 > "$OUT/glip_speed.log" 2>&1; echo "glip_speed rc=$?"; fi
-grep -A 14 "^variant" "$OUT/gpu_teacher.log" 2>/dev/null; tail -n 14 "$OUT/gpu_pipeline.log"; tail -n 3 "$OUT/glip_speed.log" 2>/dev/null
+grep -A 14 "^variant" "$OUT/gpu_teacher.log" 2>/dev/null; tail -n 18 "$OUT/gpu_pipeline.log"; tail -n 3 "$OUT/glip_speed.log" 2>/dev/null

@@ -121,9 +121,11 @@ class GroundingDinoTeacher:
         h = max(im.shape[0] for im in images)
         w = max(im.shape[1] for im in images)
         batch = self._host_buffer(len(images) * h * w * 3).view(len(images), h, w, 3)
-        batch.zero_()
         for i, im in enumerate(images):
-            batch[i, : im.shape[0], : im.shape[1]] = torch.from_numpy(im if im.flags.writeable else im.copy())
+            ih, iw = im.shape[0], im.shape[1]
+            batch[i, :ih, :iw] = torch.from_numpy(im if im.flags.writeable else im.copy())
+            batch[i, :ih, iw:] = 0  # only the padding is zeroed: the buffer holds an earlier batch
+            batch[i, ih:] = 0
         return batch, torch.tensor([[im.shape[0], im.shape[1]] for im in images])
 
     def _host_buffer(self, numel: int) -> torch.Tensor:

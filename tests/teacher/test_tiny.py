@@ -101,3 +101,20 @@ def test_concurrent_calls_never_see_each_others_tokenizer_settings(tiny_teacher)
     for _ in range(2):
         with ThreadPoolExecutor(4) as pool:
             assert list(pool.map(teacher.predict, batches)) == sequential
+
+
+def test_padding_never_carries_pixels_of_an_earlier_batch(tiny_teacher):
+    """The staging buffer is reused; a batch padded inside it must equal one padded fresh."""
+    settings = GroundingSettings(box_threshold=0.0, max_boxes=5)
+    used, fresh = load_teacher(tiny_teacher, settings, device="cpu"), load_teacher(tiny_teacher, settings, device="cpu")
+    rng = np.random.default_rng(3)
+    big = [TeacherRequest(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8), 96, 96, "a dog", [(0, 5)]) for _ in range(3)]
+    mixed = [TeacherRequest(rng.integers(0, 255, shape, dtype=np.uint8), 80, 60, "a red car", [(0, 9)])
+             for shape in [(40, 64, 3), (64, 32, 3), (48, 48, 3)]]
+    import torch
+
+    used.predict(big)
+    with torch.inference_mode():  # the staging buffer was made inside predict's inference mode
+        pixels, _ = used._pad_images([r.pixels for r in mixed])
+    assert int(pixels[0, 40:].sum()) == 0 and int(pixels[1, :, 32:].sum()) == 0 and int(pixels[2, 48:].sum()) == 0
+    assert used.predict(mixed) == fresh.predict(mixed)

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"
 
-from pipeline.batching import ShapeBatcher  # noqa: E402
+from pipeline.batching import ShapeBatcher, padding_efficiency  # noqa: E402
 from pipeline.images import teacher_size  # noqa: E402
 
 BATCH, OLD_WINDOW, NEW_WINDOW, CARRY = 16, 64, 32, 48
@@ -50,11 +50,6 @@ def shape_batched(items: list, shape_of, window: int = NEW_WINDOW, batch: int = 
     for s in range(0, len(items), window):
         out += batcher.add((shape_of(it), it) for it in items[s : s + window])
     return out + batcher.flush()
-
-
-def packed(batches: list[list[tuple[int, int]]]) -> float:
-    real = sum(h * w for b in batches for h, w in b)
-    return real / sum(len(b) * max(h for h, _ in b) * max(w for _, w in b) for b in batches)
 
 
 def size_distributions() -> dict[str, list[tuple[int, int]]]:
@@ -89,8 +84,8 @@ def part_sizes() -> None:
     for name, sizes in size_distributions().items():
         shapes = [teacher_size(w, h)[::-1] for w, h in sizes]
         random.Random(1).shuffle(shapes)
-        old = packed(window_sorted(shapes, lambda s: s))
-        new = packed(shape_batched(shapes, lambda s: s))
+        old = padding_efficiency(window_sorted(shapes, lambda s: s))
+        new = padding_efficiency(shape_batched(shapes, lambda s: s))
         print(f"| {name} | {len(shapes)} | {old:.3f} | {new:.3f} | {new / old:.2f}x |")
 
 
@@ -109,11 +104,11 @@ def part_teacher(samples: int, runs: int, min_size: int, max_size: int) -> None:
     cfg = build_config({"input": shard, "output": str(work / "out"), "teacher": str(ckpt), "device": "cpu",
                         "batch_size": BATCH, "min_size": min_size, "max_size": max_size})
     teacher = load_teacher(str(ckpt), cfg.grounding_settings(), device="cpu")
-    requests = []
+    by_row = []
     for item in ShardPreparer(cfg).prepare(shard):
         if isinstance(item, TeacherBatch):
-            requests += sorted(zip(item.rows, item.requests), key=lambda p: p[0])
-    requests = [r for _, r in sorted(requests, key=lambda p: p[0])]  # input order
+            by_row += zip(item.rows, item.requests)
+    requests = [r for _, r in sorted(by_row, key=lambda p: p[0])]  # input order
     shape_of = lambda r: (r.pixels.shape[0], r.pixels.shape[1])  # noqa: E731
     schemes = {"window sort (old)": window_sorted(requests, shape_of), "ShapeBatcher (new)": shape_batched(requests, shape_of)}
     teacher.predict(requests[:BATCH])  # warm-up
@@ -131,7 +126,7 @@ def part_teacher(samples: int, runs: int, min_size: int, max_size: int) -> None:
     for name, batches in schemes.items():
         sec = statistics.median(seconds[name])
         rates[name] = len(requests) / sec
-        print(f"| {name} | {packed([[shape_of(r) for r in b] for b in batches]):.3f} | {sec:.1f} | {rates[name]:.2f} |")
+        print(f"| {name} | {padding_efficiency([[shape_of(r) for r in b] for b in batches]):.3f} | {sec:.1f} | {rates[name]:.2f} |")
     print(f"new / old images/s: {rates['ShapeBatcher (new)'] / rates['window sort (old)']:.2f}x")
 
 

@@ -52,6 +52,7 @@ def main() -> int:
     p.add_argument("--max-side", type=int, default=1024, help="largest generated image side")
     args = p.parse_args()
 
+    from pipeline.batching import padding_efficiency
     from pipeline.config import build_config
     from pipeline.inprocess import run_inprocess
     from pipeline.prepare import ShardPreparer, TeacherBatch
@@ -100,7 +101,7 @@ def main() -> int:
             dt = time.perf_counter() - t
             results[label] = {"images": n_images, "seconds": dt, "images_per_s": n_images / dt,
                               "fast_modules": getattr(teacher, "fast_modules", 0),
-                              "padding": _padding(batches)}
+                              "padding": padding_efficiency([[r.pixels.shape[:2] for r in b.requests] for b in batches])}
             print(label, results[label], flush=True)
         except Exception as exc:  # noqa: BLE001 - one failing variant still prints the others
             results[label] = {"error": f"{exc.__class__.__name__}: {exc}"}
@@ -167,13 +168,6 @@ def _write_shards_parallel(out: Path, shards: int, samples: int, max_side: int) 
 
     with get_context("spawn").Pool(min(shards, os.cpu_count() or 1)) as pool:
         pool.map(_write_one, [(str(out), i, samples, max_side) for i in range(shards)])
-
-
-def _padding(batches) -> float:
-    """Real over padded pixels of the teacher batches."""
-    shapes = [[r.pixels.shape[:2] for r in b.requests] for b in batches]
-    real = sum(h * w for b in shapes for h, w in b)
-    return real / sum(len(b) * max(h for h, _ in b) * max(w for _, w in b) for b in shapes)
 
 
 def _sync(device: str) -> None:

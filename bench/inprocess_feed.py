@@ -37,19 +37,22 @@ class StandInTeacher:
     def __init__(self, hold_ms: float, wait_ms: float) -> None:
         self.hold = hold_ms / 1000.0
         self.wait = wait_ms / 1000.0
-        self.staging = np.empty(0, dtype=np.uint8)
+        self.local = threading.local()
 
-    def predict(self, requests):
+    def copy_to_staging(self, requests) -> None:
+        """Copy the batch's pixels into this thread's staging buffer, as the real teacher pads them."""
         total = sum(r.pixels.size for r in requests)
-        if self.staging.size < total:
-            self.staging = np.empty(total, dtype=np.uint8)
+        staging = getattr(self.local, "staging", None)
+        if staging is None or staging.size < total:
+            staging = self.local.staging = np.empty(total, dtype=np.uint8)
         offset = 0
         for r in requests:
-            self.staging[offset : offset + r.pixels.size] = r.pixels.reshape(-1)
+            staging[offset : offset + r.pixels.size] = r.pixels.reshape(-1)
             offset += r.pixels.size
-        end = time.perf_counter() + self.hold
-        while time.perf_counter() < end:
-            pass
+
+    def predict(self, requests):
+        self.copy_to_staging(requests)
+        _spin(self.hold)
         time.sleep(self.wait)
         return [[] for _ in requests]
 
@@ -69,17 +72,9 @@ class OverlappingStandIn(StandInTeacher):
         self.gpu = gpu_ms / 1000.0
         self.concurrent_calls = callers
         self.lock = threading.Lock()
-        self.local = threading.local()
 
     def predict(self, requests):
-        total = sum(r.pixels.size for r in requests)
-        staging = getattr(self.local, "staging", None)
-        if staging is None or staging.size < total:
-            staging = self.local.staging = np.empty(total, dtype=np.uint8)
-        offset = 0
-        for r in requests:
-            staging[offset : offset + r.pixels.size] = r.pixels.reshape(-1)
-            offset += r.pixels.size
+        self.copy_to_staging(requests)
         _spin(self.host / 2)
         with self.lock:
             gpu_done = time.perf_counter() + self.gpu

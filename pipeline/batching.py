@@ -21,13 +21,14 @@ import numpy as np
 Item = TypeVar("Item")
 
 
-def padding_efficiency(shapes: Sequence[tuple[int, int]]) -> float:
-    """Real pixels over padded pixels of one batch of (height, width) shapes; 1.0 for no padding."""
-    if not shapes:
+def padding_efficiency(batches: Sequence[Sequence[tuple[int, int]]]) -> float:
+    """Real pixels over padded pixels of batches of (height, width) shapes, each padded to its
+    tallest and widest; 1.0 for no padding (or no images)."""
+    batches = [b for b in batches if b]
+    if not batches:
         return 1.0
-    heights = [h for h, _ in shapes]
-    widths = [w for _, w in shapes]
-    return sum(h * w for h, w in shapes) / (len(shapes) * max(heights) * max(widths))
+    real = sum(h * w for b in batches for h, w in b)
+    return real / sum(len(b) * max(h for h, _ in b) * max(w for _, w in b) for b in batches)
 
 
 class ShapeBatcher(Generic[Item]):

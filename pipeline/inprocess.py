@@ -21,7 +21,7 @@ from pipeline.prepare import PreparedShard, ShardPreparer, TeacherBatch
 from pipeline.run import RunPlan, ShardOutcome
 from pipeline.shards import shard_id
 from pipeline.writer import apply_detections, write_shard
-from teacher.protocol import Teacher
+from teacher.protocol import Teacher, concurrent_calls
 from teacher.resilient import predict_resilient
 
 _DONE = "__done__"
@@ -111,7 +111,7 @@ def run_inprocess(
     outcomes: list[ShardOutcome] = []
     procs: list[mp.Process] = []
     shm_prefix = None
-    callers = max(1, int(getattr(teacher, "concurrent_calls", 1)))
+    callers = concurrent_calls(teacher)
     if cpu_workers > 0:
         shm_prefix = _shared_memory_prefix(cfg, transport, cpu_workers, queue_batches, callers)
         stats["transport"] = "shm" if shm_prefix else "pipe"

@@ -29,6 +29,11 @@ class TeacherBatch:
     rows: list[int]
     requests: list[TeacherRequest]
 
+    @classmethod
+    def of(cls, shard: str, chunk: list[tuple[int, TeacherRequest]]) -> "TeacherBatch":
+        """A batch from (row index, request) pairs."""
+        return cls(shard, [i for i, _ in chunk], [r for _, r in chunk])
+
 
 @dataclasses.dataclass
 class PreparedShard:
@@ -117,7 +122,7 @@ class ShardPreparer:
             ready.append((i, TeacherRequest(image.pixels, image.width, image.height, row["caption"], spans)))
         timing["decode"] += time.perf_counter() - t0
         for chunk in batcher.add(((r.pixels.shape[0], r.pixels.shape[1]), (i, r)) for i, r in ready):
-            yield TeacherBatch(shard, [i for i, _ in chunk], [r for _, r in chunk])
+            yield TeacherBatch.of(shard, chunk)
 
     def prepare(self, url: str) -> Iterator[TeacherBatch | PreparedShard]:
         """Yield teacher batches as they are ready, then the `PreparedShard` (always last)."""
@@ -140,5 +145,5 @@ class ShardPreparer:
         if window:
             yield from self._settle_window(window, rows, shard, timing, batcher)
         for chunk in batcher.flush():
-            yield TeacherBatch(shard, [i for i, _ in chunk], [r for _, r in chunk])
+            yield TeacherBatch.of(shard, chunk)
         yield PreparedShard(shard, url, rows, report, timing)

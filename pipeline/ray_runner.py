@@ -63,6 +63,7 @@ class PrepareActor:
 class TeacherActor:
     def __init__(self, config: LabelConfig, cpu_threads: int | None = None) -> None:
         from teacher.load import load_teacher
+        from teacher.protocol import concurrent_calls
 
         self.config = config
         if cpu_threads:
@@ -74,7 +75,7 @@ class TeacherActor:
             allow_pickle=config.allow_pickle_checkpoint, fast=config.fast_teacher,
         )
         # A threaded actor (GPU) runs as many predict calls at once as the teacher allows.
-        self.calls = threading.Semaphore(max(1, int(getattr(self.teacher, "concurrent_calls", 1))))
+        self.calls = threading.Semaphore(concurrent_calls(self.teacher))
 
     def pid(self) -> int:
         return os.getpid()
@@ -104,10 +105,10 @@ def teacher_actor_options(cfg: LabelConfig, teachers: int, use_gpu: bool) -> tup
 
     On a GPU the actor needs one CPU and Ray's one thread, and runs two predict calls at once so
     that one batch's host work overlaps the other's forward (the teacher serialises the device
-    pass). On the CPU the teacher is the
-    bottleneck while the CPU actors mostly wait on it, so it gets the node's cores (shared by its
-    teachers) instead of Ray's one thread; passive OpenMP waiting makes those threads yield when a
-    CPU actor needs a core, where spinning threads would stall every parallel region.
+    pass). On the CPU the teacher is the bottleneck while the CPU actors mostly wait on it, so it
+    gets the node's cores (shared by its teachers) instead of Ray's one thread; passive OpenMP
+    waiting makes those threads yield when a CPU actor needs a core, where spinning threads would
+    stall every parallel region.
     """
     if use_gpu:
         return {"num_gpus": 1, "num_cpus": 1, "max_concurrency": 2}, None

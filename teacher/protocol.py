@@ -54,3 +54,9 @@ class Teacher(Protocol):
     def predict(self, requests: Sequence[TeacherRequest]) -> list[list[Detection]]:
         """Boxes for each request, in the same order."""
         ...
+
+
+def concurrent_calls(teacher: Teacher) -> int:
+    """How many `predict` calls the teacher takes at once: its optional `concurrent_calls`
+    attribute (a GPU teacher overlaps one call's host work with another's forward), else 1."""
+    return max(1, int(getattr(teacher, "concurrent_calls", 1)))

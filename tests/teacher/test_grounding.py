@@ -2,11 +2,15 @@
 
 import math
 
+import numpy as np
+import pytest
 import torch
 
 from teacher.grounding import (
+    NMS_BLOCK,
     batched_nms,
     box_iou,
+    greedy_nms,
     merge_detections,
     nms,
     phrase_scores,
@@ -110,3 +114,48 @@ def test_merge_detections_from_chunks():
     dets = [(0, 0.0, 0.0, 10.0, 10.0, 0.9), (0, 1.0, 1.0, 10.0, 10.0, 0.95), (1, 0.0, 0.0, 10.0, 10.0, 0.5)]
     merged = merge_detections(dets, nms_iou=0.5, max_boxes=10)
     assert merged == [dets[1], dets[2]]
+
+
+def textbook_nms(boxes, scores, groups, iou_threshold, max_keep):
+    """Greedy NMS as defined: visit boxes by descending score (ties by index), keep one unless a
+    kept box of its group overlaps it by more than the threshold."""
+    def iou(i, j):
+        (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = (map(float, boxes[i]), map(float, boxes[j]))
+        inter = max(min(ax1, bx1) - max(ax0, bx0), 0.0) * max(min(ay1, by1) - max(ay0, by0), 0.0)
+        union = max(ax1 - ax0, 0.0) * max(ay1 - ay0, 0.0) + max(bx1 - bx0, 0.0) * max(by1 - by0, 0.0) - inter
+        return inter / union if union > 0 else 0.0
+
+    keep = []
+    for i in sorted(range(len(scores)), key=lambda i: (-float(scores[i]), i)):
+        if len(keep) == max_keep:
+            break
+        if not any(groups[j] == groups[i] and iou(j, i) > iou_threshold for j in keep):
+            keep.append(i)
+    return keep
+
+
+def random_boxes(rng, n, clustered):
+    if clustered:  # detector-like: many near-duplicates around a few objects
+        centres = rng.uniform(0, 1000, (max(1, n // 20), 2))[rng.integers(0, max(1, n // 20), n)]
+        c = centres + rng.normal(0, 8, (n, 2))
+        half = rng.uniform(20, 60, (n, 2))
+    else:
+        c, half = rng.uniform(0, 1000, (n, 2)), rng.uniform(0, 150, (n, 2))
+    boxes = np.concatenate([c - half, c + half], axis=1).astype(np.float32)
+    boxes[rng.random(n) < 0.05] = boxes[0]  # exact duplicates
+    thin = rng.random(n) < 0.05  # zero or negative width
+    boxes[thin, 2] = boxes[thin, 0] - np.floor(rng.uniform(0, 3, int(thin.sum())))
+    scores = np.round(rng.uniform(0.1, 0.9, n), 2).astype(np.float32)  # rounding makes ties
+    return boxes, scores, rng.integers(0, int(rng.integers(1, 6)), n)
+
+
+@pytest.mark.parametrize("clustered", [False, True])
+def test_greedy_nms_matches_the_textbook_definition_across_blocks(clustered):
+    rng = np.random.default_rng(7 + clustered)
+    for n in (1, 2, NMS_BLOCK - 1, NMS_BLOCK, NMS_BLOCK + 1, 3 * NMS_BLOCK + 5, 300):
+        boxes, scores, groups = random_boxes(rng, n, clustered)
+        for iou_threshold in (0.0, 0.3, 0.5, 1.0):
+            for max_keep in (1, 7, 100, None):
+                want = textbook_nms(boxes, scores, groups, iou_threshold, max_keep)
+                got = greedy_nms(boxes, scores, groups, iou_threshold, max_keep).tolist()
+                assert got == want, (n, iou_threshold, max_keep)

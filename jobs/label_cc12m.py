@@ -62,6 +62,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--eager", dest="fast_teacher", action="store_const", const=False, help="use the reference eager teacher, not the fused GPU path")
     p.add_argument("--allow-pickle-checkpoint", action="store_const", const=True, help="allow non-safetensors teacher weights")
     p.add_argument("--overwrite", action="store_const", const=True, help="relabel shards made with other settings")
+    p.add_argument("--relabel-damaged", action="store_const", const=True,
+                   help="relabel shards that an earlier run labelled from a damaged (truncated, unreadable) input")
     p.add_argument("--config", help="YAML file of settings (flags override it)")
     p.add_argument("--runner", choices=["ray", "inprocess"], default="ray", help="ray (default) or inprocess (no Ray)")
     p.add_argument("--ray-address", help="Ray cluster to join (default: the submitting cluster, else a new local one)")
@@ -72,7 +74,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 FLAG_FIELDS = (
     "input", "output", "teacher", "teacher_revision", "box_threshold", "nms_iou", "max_boxes", "prompt_mode",
     "batch_size", "gpu_workers", "cpu_workers", "teacher_threads", "shards_in_flight", "min_size", "max_size", "max_pixels",
-    "spacy_model", "device", "fast_teacher", "allow_pickle_checkpoint", "overwrite",
+    "spacy_model", "device", "fast_teacher", "allow_pickle_checkpoint", "overwrite", "relabel_damaged",
 )
 
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from teacher.protocol import GroundingSettings
 
 PROMPT_MODES = ("caption", "phrases")
+LOCAL_TEACHER = "local checkpoint"
 
 
 class ConfigError(ValueError):
@@ -49,6 +50,7 @@ class LabelConfig:
     fast_teacher: bool = True
     allow_pickle_checkpoint: bool = False
     overwrite: bool = False
+    relabel_damaged: bool = False
     device: str | None = None
 
     # Settings that decide the content of a shard's outputs.
@@ -94,6 +96,10 @@ class LabelConfig:
 
     def hashed_settings(self) -> dict[str, Any]:
         settings = {name: getattr(self, name) for name in self.HASHED}
+        if self.teacher_revision and "://" not in self.teacher and Path(self.teacher).expanduser().is_dir():
+            # A local checkpoint is known by its content (`teacher_revision`), not by where it
+            # lies: a copy of it, or the same folder named by another path, resumes the run.
+            settings["teacher"] = LOCAL_TEACHER
         settings["schema_version"] = SCHEMA_VERSION
         return settings
 

@@ -10,8 +10,8 @@ import logging
 import multiprocessing as mp
 import queue
 import threading
+import signal
 import time
-import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable
 
@@ -29,19 +29,33 @@ log = logging.getLogger(__name__)
 
 
 def _prepare_worker(config: LabelConfig, tasks: "mp.Queue", results: "mp.Queue", shm_prefix: str | None) -> None:
-    preparer = ShardPreparer(config)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle; it stops the workers
+    try:
+        preparer: ShardPreparer | None = ShardPreparer(config)
+        broken = ""
+    except Exception as exc:  # noqa: BLE001 - every shard this worker takes fails with the cause
+        preparer, broken = None, f"the CPU worker could not start ({_cause(exc)})"
     while True:
         url = tasks.get()
         if url is None:
             results.put((_DONE, None, None))
             return
+        if preparer is None:
+            results.put(("error", url, broken))
+            continue
         try:
             for item in preparer.prepare(url):
                 if shm_prefix and isinstance(item, TeacherBatch):
                     item = batch_transport.pack(item, shm_prefix)
                 results.put(("item", url, item))
         except Exception as exc:  # noqa: BLE001 - reported per shard by the consumer
-            results.put(("error", url, f"{exc.__class__.__name__}: {exc}\n{traceback.format_exc(limit=3)}"))
+            log.debug("shard %s failed", url, exc_info=True)
+            results.put(("error", url, _cause(exc)))
+
+
+def _cause(exc: BaseException) -> str:
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return f"{exc.__class__.__name__}: {lines[0] if lines else ''}".rstrip(": ")
 
 
 def _prepare_in_thread(config: LabelConfig, urls: list[str], results: "queue.Queue") -> None:
@@ -51,7 +65,7 @@ def _prepare_in_thread(config: LabelConfig, urls: list[str], results: "queue.Que
             for item in preparer.prepare(url):
                 results.put(("item", url, item))
         except Exception as exc:  # noqa: BLE001
-            results.put(("error", url, f"{exc.__class__.__name__}: {exc}"))
+            results.put(("error", url, _cause(exc)))
     results.put((_DONE, None, None))
 
 
@@ -175,6 +189,7 @@ def run_inprocess(
             free_callers.release()
 
     finished = 0
+    completed = False
     try:
         while finished < producers:
             try:
@@ -199,7 +214,13 @@ def run_inprocess(
             elif isinstance(item, PreparedShard):
                 on_samples(len(item.rows))
                 writes.append((item.shard, writer.submit(write, item)))
+        completed = True
     finally:
+        if not completed:  # interrupted: stop the workers before their batches are cleaned up
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                p.join(timeout=5)
         labeller.shutdown(wait=True)
         busy.report(stats)
         if shm_prefix and (left := batch_transport.remove_segments(shm_prefix)):
@@ -214,6 +235,15 @@ def run_inprocess(
     writer.shutdown()
     for p in procs:
         p.join(timeout=5)
+    died = sorted({p.exitcode for p in procs if p.exitcode not in (0, None)})
+    reason = (f"a CPU worker process died (exit code {', '.join(map(str, died))}) while preparing it" if died
+              else "the run ended before it was prepared")
+    seen = {o.shard for o in outcomes}
+    for url in plan.todo:
+        if shard_id(url) not in seen:
+            outcome = ShardOutcome(shard_id(url), error=f"shard {shard_id(url)} ({url}) was not labelled: {reason}")
+            outcomes.append(outcome)
+            on_outcome(outcome)
     return outcomes
 
 

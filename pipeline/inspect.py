@@ -88,7 +88,9 @@ def summary(con: duckdb.DuckDBPyConnection, refs: list[ShardRef], min_score: flo
         FROM kept_samples GROUP BY 1""")}
     per_shard = [
         {"shard": ref.shard, "rows": counted.get(ref.shard, {}).get("rows", 0), "manifest_samples": ref.manifest.samples,
-         "ok": counted.get(ref.shard, {}).get("ok", 0), "boxes": int(counted.get(ref.shard, {}).get("boxes") or 0)}
+         "ok": counted.get(ref.shard, {}).get("ok", 0), "boxes": int(counted.get(ref.shard, {}).get("boxes") or 0),
+         "damaged_input": (ref.manifest.input_error or "input truncated")
+         if ref.manifest.truncated_input or ref.manifest.input_error else None}
         for ref in refs
     ]
     samples = stats["samples"]
@@ -129,7 +131,12 @@ def format_summary(s: dict[str, Any]) -> str:
     lines += ["", "phrases never grounded (occurrences in ok samples):"]
     lines += [f"  {p['phrase'][:40]:<42}{p['occurrences']:>6}" for p in s["never_grounded"]] or ["  (none)"]
     lines += ["", "per shard (rows, manifest samples, ok, boxes):"]
-    lines += [f"  {r['shard']:<24}{r['rows']:>7}{r['manifest_samples']:>7}{r['ok']:>7}{r['boxes']:>8}" for r in s["per_shard"]]
+    lines += [f"  {r['shard']:<24}{r['rows']:>7}{r['manifest_samples']:>7}{r['ok']:>7}{r['boxes']:>8}"
+              + (f"  damaged input: {r['damaged_input']}" if r["damaged_input"] else "") for r in s["per_shard"]]
+    damaged = sum(bool(r["damaged_input"]) for r in s["per_shard"])
+    if damaged:
+        lines += ["", f"WARNING: {damaged} shard(s) were labelled from a damaged input and cover only the samples before "
+                      "the damage; repair the inputs and run the job again to relabel them"]
     return "\n".join(lines)
 
 

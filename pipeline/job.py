@@ -12,7 +12,7 @@ from tqdm import tqdm
 from pipeline.output_lock import LockHeldError, OutputLock
 from pipeline.config import ConfigError, LabelConfig
 from pipeline.run import RunPlan, ShardOutcome, clean_temp_files, plan_run, summary_text, write_run_record
-from pipeline.shards import ShardListError
+from pipeline.shards import ShardListError, shard_id
 
 log = logging.getLogger(__name__)
 
@@ -76,20 +76,42 @@ def run_job(
             removed = clean_temp_files(plan.config.output)
             if removed:
                 log.info("removed %d temporary file(s) left by an earlier run", removed)
-            on_samples, on_outcome, close = _progress(plan, progress)
+            on_samples, show_outcome, close = _progress(plan, progress)
+            reported: list[ShardOutcome] = []
+
+            def on_outcome(outcome: ShardOutcome) -> None:
+                reported.append(outcome)
+                show_outcome(outcome)
+
             try:
                 outcomes = _label(plan, runner, ray_address, init_ray, on_samples, on_outcome)
             except TeacherLoadError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return 2
+            except KeyboardInterrupt:
+                close()
+                write_run_record(plan, reported, finished=False)
+                done = sum(1 for o in reported if o.manifest)
+                print(f"interrupted: {done} shard(s) of {len(plan.todo)} were labelled in this run and are kept; "
+                      f"run the same command again to label the rest", file=sys.stderr)
+                return 130
             finally:
                 close()
+            outcomes += _never_finished(plan, outcomes)
         record = write_run_record(plan, outcomes, finished=True)
     finally:
         lock.release()
     new_samples = sum(o.manifest.samples for o in outcomes if o.manifest)
     print(summary_text(record, new_samples), file=sys.stderr)
     return 1 if record.shards_failed else 0
+
+
+def _never_finished(plan: RunPlan, outcomes: list[ShardOutcome]) -> list[ShardOutcome]:
+    """A failed outcome for every shard a runner returned nothing for: such a shard was not
+    labelled, and the exit code must say so."""
+    seen = {o.shard for o in outcomes}
+    return [ShardOutcome(shard_id(url), error=f"shard {shard_id(url)} ({url}) was not labelled: the runner ended without it")
+            for url in plan.todo if shard_id(url) not in seen]
 
 
 class TeacherLoadError(RuntimeError):
@@ -102,6 +124,12 @@ def _label(plan, runner, ray_address, init_ray, on_samples, on_outcome) -> list[
         from teacher.load import load_teacher
 
         cfg = plan.config
+        if (cfg.device or "").startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise TeacherLoadError(f"--device {cfg.device} but torch sees no CUDA GPU on this machine; use --device cpu, "
+                                       "or leave --device unset to use the GPU when there is one")
         try:
             teacher = load_teacher(cfg.teacher, cfg.grounding_settings(), device=cfg.device, allow_pickle=cfg.allow_pickle_checkpoint, fast=cfg.fast_teacher)
         except Exception as exc:  # noqa: BLE001 - one sentence for the user, not a traceback
@@ -114,6 +142,8 @@ def _label(plan, runner, ray_address, init_ray, on_samples, on_outcome) -> list[
         init_ray(ray_address)
     try:
         runner_ = RayRunner(plan)
+    except ConfigError as exc:  # a flag the cluster cannot serve
+        raise TeacherLoadError(str(exc)) from exc
     except Exception as exc:  # noqa: BLE001 - the actor's load error, as one sentence
         raise TeacherLoadError(f"cannot load teacher {plan.config.teacher}: {_last_line(exc)}") from exc
     return runner_.run(on_samples=on_samples, on_outcome=on_outcome)

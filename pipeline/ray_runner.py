@@ -19,7 +19,7 @@ from typing import Callable
 import ray
 from ray.exceptions import RayError
 
-from pipeline.config import LabelConfig
+from pipeline.config import ConfigError, LabelConfig
 from pipeline.run import RunPlan, ShardOutcome
 from pipeline.shards import shard_id
 
@@ -122,6 +122,9 @@ def default_workers(cfg: LabelConfig) -> tuple[int, int, bool]:
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
     cpus = int(resources.get("CPU", 1))
+    if gpus == 0 and (cfg.device or "").startswith("cuda"):
+        raise ConfigError(f"--device {cfg.device} but the Ray cluster has no GPUs; use --device cpu, "
+                         "or leave --device unset to use GPUs where the cluster has them")
     use_gpu = gpus > 0 and cfg.device != "cpu"
     teachers = cfg.gpu_workers if cfg.gpu_workers else (gpus if use_gpu else 1)
     spare = cpus - (0 if use_gpu else teachers)
@@ -140,6 +143,7 @@ class RayRunner:
         self._next_teacher = itertools.cycle(range(len(self.teachers)))
         self._next_preparer = itertools.cycle(range(len(self.preparers)))
         self._lock = threading.Lock()
+        self._stopping = False
         self.info = ray.get(self.teachers[0].info.remote())
         self.max_outstanding = max(2, 2 * len(self.teachers))
         pids = ray.get([a.pid.remote() for a in self.teachers]), ray.get([a.pid.remote() for a in self.preparers])
@@ -181,6 +185,8 @@ class RayRunner:
             try:
                 return self._label_once(url)
             except (RayError, OSError, RuntimeError, ValueError) as exc:
+                if self._stopping:
+                    return ShardOutcome(sid, error=f"shard {sid} ({url}) was stopped: the run was interrupted")
                 last = _describe(exc)
                 log.warning("shard %s attempt %d failed: %s", sid, attempt + 1, last)
                 self._wait_for_actors()
@@ -208,7 +214,8 @@ class RayRunner:
         cfg = self.plan.config
         in_flight = cfg.shards_in_flight or max(2, len(self.preparers) + len(self.teachers))
         outcomes = []
-        with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="shard") as pool:
+        pool = ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="shard")
+        try:
             futures = [pool.submit(self.label_shard, url) for url in self.plan.todo]
             for fut in as_completed(futures):
                 outcome = fut.result()
@@ -216,7 +223,22 @@ class RayRunner:
                 if outcome.manifest:
                     on_samples(outcome.manifest.samples)
                 on_outcome(outcome)
+        except BaseException:  # Ctrl-C above all: drop queued shards, end the ones in flight now
+            self.stop()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown()
         return outcomes
+
+    def stop(self) -> None:
+        """Kill the actors, so shards in flight fail at once instead of running to their end;
+        their outputs are never published half-written (each shard publishes atomically)."""
+        self._stopping = True
+        for actor in self.teachers + self.preparers:
+            try:
+                ray.kill(actor, no_restart=True)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
 
 
 def _describe(exc: BaseException) -> str:

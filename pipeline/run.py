@@ -1,7 +1,9 @@
 """Driver logic shared by the Ray and in-process runners: plan, lock, resume, summary.
 
-A shard is done iff its manifest exists and carries this run's config hash. Outputs made with
-another config are refused (naming the differing settings) unless `overwrite` is set.
+A shard is done iff its manifest exists and carries this run's config hash (DESIGN.md). Outputs
+made with another config, or from another input shard of the same name, are refused (naming the
+difference) unless `overwrite` is set. A done shard labelled from a damaged (truncated,
+unreadable) input is named at every run and labelled again with `relabel_damaged`.
 """
 
 from __future__ import annotations
@@ -48,12 +50,22 @@ class ShardOutcome:
 
 
 def resolve_config(cfg: LabelConfig) -> LabelConfig:
-    """Pin the teacher revision of a local checkpoint, so new weights at the same path count as a new config."""
+    """Pin what the flags leave open, so the config hash names what really made the outputs:
+    the revision of a local checkpoint (new weights at the same path are a new config) and the
+    spaCy model that `--spacy-model` unset picks on this machine."""
     from teacher.checkpoints import local_revision
 
     if cfg.teacher_revision is None and os.path.isdir(cfg.teacher):
-        return dataclasses.replace(cfg, teacher_revision=local_revision(cfg.teacher))
-    return cfg
+        cfg = dataclasses.replace(cfg, teacher_revision=local_revision(cfg.teacher))
+    try:
+        from parsers.spacy_model import resolve_model_name
+    except ImportError:  # a driver without spaCy (its workers have it): keep the flag as given
+        log.warning("spaCy is not installed where the driver runs; the config records --spacy-model as given")
+        return cfg
+    try:
+        return dataclasses.replace(cfg, spacy_model=resolve_model_name(cfg.spacy_model))
+    except ValueError as exc:
+        raise ConfigError(f"--spacy-model: {exc}") from None
 
 
 def _read_manifest(url: str) -> Manifest | None:
@@ -80,17 +92,22 @@ def plan_run(cfg: LabelConfig, run_id: str | None = None) -> RunPlan:
         manifest = _read_manifest(manifest_path(cfg.output, sid)) if sid in existing else None
         if manifest is None:
             todo.append(url)
-        elif manifest.config_hash == config_hash:
-            skipped[sid] = manifest
-        else:
+        elif manifest.input_uri != url:
+            mismatched[sid] = [f"input: {manifest.input_uri!r} -> {url!r}"]
+            todo.append(url)
+        elif manifest.config_hash != config_hash:
             mismatched[sid] = diff_settings(manifest.settings, settings)
             todo.append(url)
+        elif (manifest.truncated_input or manifest.input_error) and cfg.relabel_damaged:
+            todo.append(url)
+        else:
+            skipped[sid] = manifest
     if mismatched and not cfg.overwrite:
-        first = next(iter(mismatched.values()))
+        sid, first = next(iter(mismatched.items()))
         changes = "; ".join(first) or "settings not recorded"
         raise ConfigMismatch(
-            f"output {cfg.output} already holds {len(mismatched)} shard(s) labelled with other settings "
-            f"({changes}); use another --output, or pass --overwrite to relabel them"
+            f"output {cfg.output} already holds {len(mismatched)} shard(s) labelled from another input or with "
+            f"other settings (shard {sid}: {changes}); use another --output, or pass --overwrite to relabel them"
         )
     return RunPlan(run_id or new_run_id(), cfg, config_hash, settings, shards, todo, skipped)
 
@@ -152,7 +169,7 @@ def write_run_record(plan: RunPlan, outcomes: Iterable[ShardOutcome], *, finishe
         boxes=boxes,
         samples=samples,
         seconds=round(time.time() - plan.started, 3),
-        warnings={o.shard: o.manifest.input_error or "input truncated" for o in outcomes if o.manifest and o.manifest.truncated_input},
+        warnings={m.shard: m.input_error or "input truncated" for m in manifests if m.truncated_input or m.input_error},
     )
     storage.publish_bytes(storage.join(plan.config.output, "_runs", f"{plan.run_id}.json"), record.to_json())
     return record
@@ -168,7 +185,8 @@ def summary_text(record: RunRecord, new_samples: int) -> str:
         f"throughput: {new_samples / record.seconds:.1f} samples/s over {record.seconds:.1f}s" if record.seconds > 0 else "",
     ]
     for shard, why in sorted(record.warnings.items()):
-        lines.append(f"WARNING shard {shard}: {why}; its rows cover the samples before the damage")
+        lines.append(f"WARNING shard {shard}: {why}; its rows cover the samples before the damage "
+                     "(repair the input and rerun with --relabel-damaged)")
     for shard, why in sorted(record.shards_failed.items()):
         lines.append(f"FAILED shard {shard}: {why}")
     return "\n".join(line for line in lines if line)

@@ -59,10 +59,11 @@ def list_shards(pattern: str) -> list[str]:
             elif fs.isdir(path):
                 urls.extend(proto + p if proto else p for p in fs.glob(posixpath.join(path, "*.tar")))
             elif fs.exists(path):
-                urls.append(item)
+                urls.append(proto + path if proto else path)
             else:
                 raise ShardListError(f"input shard {item} does not exist; check the --input pattern")
-    urls = sorted(dict.fromkeys(urls))
+    # Local shards by absolute, normalised path: a manifest names its input, and resume compares it.
+    urls = sorted(dict.fromkeys(u if _protocol(u) else posixpath.normpath(u) for u in urls))
     if not urls:
         raise ShardListError(f"--input {pattern!r} matched no .tar shards; check the pattern and the bucket")
     ids = [shard_id(u) for u in urls]

@@ -22,6 +22,7 @@ import os
 import random
 import tempfile
 import time
+from pathlib import Path
 from typing import Callable, TypeVar
 
 import fsspec
@@ -193,12 +194,24 @@ def _fsync_dir(path: str) -> None:
             os.close(fd)
 
 
+def _new_file_mode() -> int:
+    """The mode `open()` would give a new file: 0666 less the process umask (read without
+    changing it: os.umask is process-wide and writer threads run beside this)."""
+    try:
+        status = Path("/proc/self/status").read_text().splitlines()
+        umask = next(int(line.split()[1], 8) for line in status if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        umask = 0o022
+    return 0o666 & ~umask
+
+
 def _local_publish(path: str, write: Callable[[object], None]) -> None:
     """Write through a temp file in the destination directory, fsync, then rename over `path`."""
     directory = os.path.dirname(os.path.abspath(path)) or "."
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX + os.path.basename(path) + ".", dir=directory)
     try:
+        os.fchmod(fd, _new_file_mode())  # mkstemp makes 0600; outputs are read by other users' jobs
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

@@ -36,15 +36,20 @@ class ShardReport:
     samples: int = 0
     boxes: int = 0
     config_hash: str | None = None
+    damaged_input: str | None = None  # the input shard was truncated or unreadable when labelled
 
     @property
     def ok(self) -> bool:
         return not self.violations
 
     def line(self) -> str:
-        if self.ok:
-            return f"{self.shard}: OK ({self.samples} samples, {self.boxes} boxes)"
-        return f"{self.shard}: FAIL: " + "; ".join(self.violations)
+        if not self.ok:
+            return f"{self.shard}: FAIL: " + "; ".join(self.violations)
+        line = f"{self.shard}: OK ({self.samples} samples, {self.boxes} boxes)"
+        if self.damaged_input:
+            line += (f" WARNING: damaged input ({self.damaged_input}): the rows cover only the samples before the "
+                     "damage; repair the input and run the job again to relabel it")
+        return line
 
 
 @dataclasses.dataclass
@@ -63,8 +68,10 @@ class VerifyReport:
         out += [f"{shard}: UNFINISHED: {why}" for shard, why in sorted(self.unfinished.items())]
         out += [f"output: FAIL: {v}" for v in self.violations]
         bad = sum(not s.ok for s in self.shards)
+        damaged = sum(bool(s.damaged_input) for s in self.shards)
         out.append(f"{'OK' if self.ok else 'FAIL'}: {len(self.shards)} shards checked, {bad} with "
-                   f"violations, {len(self.unfinished)} unfinished, {len(self.violations)} other")
+                   f"violations, {len(self.unfinished)} unfinished, {len(self.violations)} other"
+                   + (f", {damaged} labelled from a damaged input" if damaged else ""))
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -83,6 +90,8 @@ def verify_shard(output: str, shard: str, input_url: str | None = None) -> Shard
         v.append(f"manifest: unreadable ({exc})")
         return report
     report.config_hash = m.config_hash
+    if m.truncated_input or m.input_error:
+        report.damaged_input = m.input_error or "input truncated"
     if m.shard != shard:
         v.append(f"manifest: shard {m.shard!r} != file name {shard!r}")
     pq_url, tar_url = (storage.join(output, "parquet", f"{shard}.parquet"),

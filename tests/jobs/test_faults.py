@@ -137,6 +137,67 @@ def test_driver_killed_then_same_command_resumes(tmp_path, tiny_teacher):
     _verify(str(out), pattern)
 
 
+def _shards(tmp_path, n: int = 4) -> str:
+    from pipeline.samples import write_sample_shards
+
+    write_sample_shards(str(tmp_path / "in"), shards=n, samples=6, seed=3)
+    return str(tmp_path / "in" / f"{{00000..{n - 1:05d}}}.tar")
+
+
+def _first_manifest(out: Path, job: JobProcess, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline and not list((out / "_manifests").glob("*.json")):
+        assert job.proc.poll() is None, job.text[-3000:]
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("runner", ["inprocess", "ray"])
+def test_ctrl_c_stops_the_run_at_once_and_the_same_command_finishes_it(tmp_path, tiny_teacher, runner):
+    pattern = _shards(tmp_path)
+    out = tmp_path / "out"
+    args = ["--input", pattern, "--output", str(out), "--teacher", tiny_teacher, *SLOW_FLAGS, "--runner", runner,
+            "--cpu-workers", "1", "--shards-in-flight", "1"]
+    job = JobProcess(args)
+    _first_manifest(out, job)
+    os.killpg(job.proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends: the whole process group
+    asked = time.time()
+    assert job.finish(timeout=120) == 130, job.text[-3000:]
+    stopped_in = time.time() - asked
+    assert "interrupted:" in job.text and "run the same command again" in job.text
+    assert "Traceback" not in job.text, job.text[-3000:]
+    assert len(list((out / "_manifests").glob("*.json"))) < 4, f"the run went on after Ctrl-C ({stopped_in:.0f} s)"
+    proc = run_job_subprocess(args, env=RAY_ENV)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    _verify(str(out), pattern)
+
+
+def _spawned_workers(pid: int) -> list[int]:
+    children = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children += [int(c) for c in (task / "children").read_text().split()]
+    return [c for c in children if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text(errors="replace")]
+
+
+def test_inprocess_cpu_worker_killed_fails_the_shards_it_leaves_and_the_run(tmp_path, tiny_teacher):
+    pattern = _shards(tmp_path, 8)  # the worker prepares at most two or three shards ahead of the teacher
+    out = tmp_path / "out"
+    args = ["--input", pattern, "--output", str(out), "--teacher", tiny_teacher, *SLOW_FLAGS, "--runner", "inprocess",
+            "--cpu-workers", "1"]
+    job = JobProcess(args)
+    _first_manifest(out, job)
+    workers = _spawned_workers(job.proc.pid)
+    assert len(workers) == 1, workers
+    os.kill(workers[0], signal.SIGKILL)
+    assert job.finish() == 1, job.text[-3000:]
+    done = len(list((out / "_manifests").glob("*.json")))
+    assert done < 8
+    assert job.text.count("a CPU worker process died (exit code -9)") >= 8 - done, job.text[-3000:]
+    assert f"{8 - done} failed, of 8" in job.text, job.text[-3000:]
+    proc = run_job_subprocess(args, env=RAY_ENV)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    _verify(str(out), pattern)
+
+
 def test_two_runs_on_one_output_do_not_interleave(tmp_path, tiny_teacher, generated_shards):
     pattern = str(generated_shards / "*.tar")
     out = tmp_path / "out"

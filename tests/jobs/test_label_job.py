@@ -121,3 +121,15 @@ def test_tools_refuse_an_output_without_shards(tmp_path, capsys):
     assert "no committed shards" in capsys.readouterr().err
     assert export_main([str(tmp_path / "nothing"), "--format", "coco", "--out", str(tmp_path / "x.json")]) == 2
     assert "no committed shards" in capsys.readouterr().err
+
+
+def test_device_cuda_without_a_gpu_names_the_flag(tmp_path, tiny_teacher, generated_shards, capsys):
+    import pytest
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: --device cuda is valid here")
+    assert main(["--input", str(generated_shards / "00000.tar"), "--output", str(tmp_path / "o"), "--teacher", tiny_teacher,
+                 "--runner", "inprocess", "--device", "cuda", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "--device cuda" in err and "--device cpu" in err and "Traceback" not in err, err

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Callable
 
 import ray
-from ray.exceptions import RayError
+from ray.exceptions import RayError, RayTaskError
 
 from pipeline.config import ConfigError, LabelConfig
 from pipeline.run import RunPlan, ShardOutcome
@@ -188,9 +188,11 @@ class RayRunner:
                 if self._stopping:
                     return ShardOutcome(sid, error=f"shard {sid} ({url}) was stopped: the run was interrupted")
                 last = _describe(exc)
+                if isinstance(exc, PERMANENT_ERRORS):  # a retry would meet the same folder or refusal
+                    break
                 log.warning("shard %s attempt %d failed: %s", sid, attempt + 1, last)
                 self._wait_for_actors()
-        return ShardOutcome(sid, error=f"shard {sid} ({url}) failed after {self.plan.config.shard_retries + 1} attempts: {last}")
+        return ShardOutcome(sid, error=f"shard {sid} ({url}) failed after {attempt + 1} attempt(s): {last}")
 
     def _wait_for_actors(self, timeout: float = 300.0) -> None:
         """After a failure, wait until restarting actors answer again, so the retry does not
@@ -241,7 +243,14 @@ class RayRunner:
                 pass
 
 
+# Errors that retrying a shard cannot fix. Ray re-raises an actor's exception as an instance of
+# its original class too, so these match errors raised inside the actors.
+PERMANENT_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+
+
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, RayTaskError) and isinstance(exc.cause, BaseException):
+        exc = exc.cause  # the actor's own exception, not Ray's wrapper and its traceback text
     text = str(exc).strip().splitlines()
-    cause = next((line for line in reversed(text) if line.strip()), exc.__class__.__name__)
-    return f"{exc.__class__.__name__}: {cause}"[:500]
+    cause = next((line for line in reversed(text) if line.strip()), "")
+    return f"{exc.__class__.__name__}: {cause}".rstrip(": ")[:500]

@@ -23,11 +23,13 @@ RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_DED
 
 def test_job_on_local_ray(tmp_path, tiny_teacher, generated_shards, cc12m_shard):
     inputs = copy_inputs(tmp_path / "in", generated_shards, cc12m_shard)
+    (inputs / "broken.tar").mkdir()  # matched by the glob; no retry can read a folder
     pattern = str(inputs / "{00000,00001,cc12m-train-0000}.tar")
     out = tmp_path / "out"
-    proc = run_job_subprocess(["--input", pattern, "--output", str(out), "--teacher", tiny_teacher, "--teacher-threads", "1", *FAST_FLAGS], env=RAY_ENV)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_job_subprocess(["--input", str(inputs / "*.tar"), "--output", str(out), "--teacher", tiny_teacher, "--teacher-threads", "1", *FAST_FLAGS], env=RAY_ENV)
+    assert proc.returncode == 1, proc.stderr[-3000:]
     assert "3 shard(s) labelled" in proc.stderr
+    assert "FAILED shard broken" in proc.stderr and "after 1 attempt(s): IsADirectoryError" in proc.stderr, proc.stderr[-3000:]
     assert "1 CPU threads each" in proc.stderr
     totals = check_output(str(out), pattern)
     assert totals["rows"] == 56

@@ -103,4 +103,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl-C before labelling began (the job handles it once shards run)
+        print("interrupted before any shard was labelled; nothing was written", file=sys.stderr)
+        sys.exit(130)

@@ -20,7 +20,12 @@ REQUIRED_COMPONENTS = ("tagger", "parser")
 
 
 def _is_installed(name: str) -> bool:
-    return spacy.util.is_package(name) or Path(name).exists()
+    """A spaCy pipeline: an installed model package, or a folder saved by `nlp.to_disk`."""
+    if not name:
+        return False
+    if Path(name).exists():
+        return (Path(name) / "config.cfg").is_file() and (Path(name) / "meta.json").is_file()
+    return spacy.util.is_package(name) and (spacy.util.get_package_path(name) / "meta.json").is_file()
 
 
 def _install_hint(name: str) -> str:
@@ -41,8 +46,13 @@ def resolve_model_name(name: str | None) -> str:
             f"No spaCy English model is installed (tried {', '.join(PREFERRED_MODELS)}); "
             f"{_install_hint(PREFERRED_MODELS[0])}."
         )
+    if name and Path(name).exists() and not _is_installed(name):
+        raise ValueError(f"{name} is not a spaCy pipeline folder (one has config.cfg and meta.json); "
+                         "give an installed model name such as en_core_web_sm, or a folder saved by nlp.to_disk.")
+    if name and not Path(name).exists() and spacy.util.is_package(name) and not _is_installed(name):
+        raise ValueError(f"{name!r} is a Python package but not a spaCy model; give an installed model such as en_core_web_sm.")
     if not _is_installed(name):
-        raise ValueError(f"spaCy model {name!r} is not installed; {_install_hint(name)}.")
+        raise ValueError(f"spaCy model {name!r} is not installed; {_install_hint(name or 'en_core_web_sm')}.")
     return name
 
 

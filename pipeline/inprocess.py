@@ -150,23 +150,35 @@ def run_inprocess(
     pending: dict[str, list[tuple[list[int], list]]] = {}
     teacher_seconds: dict[str, float] = {}
     labels: dict[str, list[Future]] = {}
-    writes: list[tuple[str, Future]] = []
     writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="shard-writer")
     labeller = ThreadPoolExecutor(max_workers=callers, thread_name_prefix="teacher-call")
     free_callers = threading.Semaphore(callers)
     busy = _BusyClock()
 
-    def write(prepared: PreparedShard) -> ShardOutcome:
-        for fut in labels.pop(prepared.url, []):
-            fut.result()
-        for rows, dets in pending.pop(prepared.url, []):
-            apply_detections(prepared, rows, dets)
-        manifest = write_shard(
-            prepared, output=cfg.output, config_hash=plan.config_hash, settings=plan.settings,
-            teacher_id=teacher_id, teacher_revision=revision, run_id=plan.run_id,
-            timings={"teacher": teacher_seconds.pop(prepared.url, 0.0)},
-        )
-        return ShardOutcome(prepared.shard, manifest=manifest)
+    reporting = threading.Lock()
+
+    def report(outcome: ShardOutcome) -> None:
+        with reporting:
+            outcomes.append(outcome)
+            on_outcome(outcome)
+
+    def write(prepared: PreparedShard) -> None:
+        """Label results into the shard's rows, publish it, and report it at once (so that an
+        interrupted run still counts the shards it published)."""
+        try:
+            for fut in labels.pop(prepared.url, []):
+                fut.result()
+            for rows, dets in pending.pop(prepared.url, []):
+                apply_detections(prepared, rows, dets)
+            manifest = write_shard(
+                prepared, output=cfg.output, config_hash=plan.config_hash, settings=plan.settings,
+                teacher_id=teacher_id, teacher_revision=revision, run_id=plan.run_id,
+                timings={"teacher": teacher_seconds.pop(prepared.url, 0.0)},
+            )
+            outcome = ShardOutcome(prepared.shard, manifest=manifest)
+        except Exception as exc:  # noqa: BLE001
+            outcome = ShardOutcome(prepared.shard, error=f"shard {prepared.shard}: labelling or writing failed: {_cause(exc)}")
+        report(outcome)
 
     def label(url: str, item: TeacherBatch | batch_transport.SharedBatch) -> None:
         opened = None
@@ -195,6 +207,11 @@ def run_inprocess(
             try:
                 kind, url, item = results.get(timeout=5.0)
             except queue.Empty:
+                if procs and any(p.exitcode not in (None, 0) for p in procs):
+                    # A worker died, perhaps in the middle of writing a message into the queue
+                    # the workers share, which can leave the receiver waiting for its rest for
+                    # ever. Stop here: the shards not yet written are reported as not labelled.
+                    break
                 if procs and not any(p.is_alive() for p in procs):
                     break
                 continue
@@ -205,18 +222,17 @@ def run_inprocess(
                     fut.exception()
                 pending.pop(url, None)
                 teacher_seconds.pop(url, None)
-                outcome = ShardOutcome(shard_id(url), error=f"shard {shard_id(url)} ({url}) failed: {item}")
-                outcomes.append(outcome)
-                on_outcome(outcome)
+                report(ShardOutcome(shard_id(url), error=f"shard {shard_id(url)} ({url}) failed: {item}"))
             elif isinstance(item, (batch_transport.SharedBatch, TeacherBatch)):
                 free_callers.acquire()
                 labels.setdefault(url, []).append(labeller.submit(label, url, item))
             elif isinstance(item, PreparedShard):
                 on_samples(len(item.rows))
-                writes.append((item.shard, writer.submit(write, item)))
-        completed = True
+                writer.submit(write, item)
+        completed = finished >= producers
     finally:
-        if not completed:  # interrupted: stop the workers before their batches are cleaned up
+        died = sorted({p.exitcode for p in procs if p.exitcode not in (0, None)})
+        if not completed:  # interrupted, or a worker died: stop the workers before their batches are cleaned up
             for p in procs:
                 p.terminate()
             for p in procs:
@@ -225,25 +241,15 @@ def run_inprocess(
         busy.report(stats)
         if shm_prefix and (left := batch_transport.remove_segments(shm_prefix)):
             log.warning("removed %d shared-memory batch(es) that no teacher call released", left)
-    for shard, fut in writes:
-        try:
-            outcome = fut.result()
-        except Exception as exc:  # noqa: BLE001
-            outcome = ShardOutcome(shard, error=f"shard {shard}: labelling or writing failed: {exc.__class__.__name__}: {exc}")
-        outcomes.append(outcome)
-        on_outcome(outcome)
-    writer.shutdown()
+    writer.shutdown(wait=True)
     for p in procs:
         p.join(timeout=5)
-    died = sorted({p.exitcode for p in procs if p.exitcode not in (0, None)})
-    reason = (f"a CPU worker process died (exit code {', '.join(map(str, died))}) while preparing it" if died
+    reason = (f"a CPU worker process died (exit code {', '.join(map(str, died))}) and the run stopped before it was done" if died
               else "the run ended before it was prepared")
     seen = {o.shard for o in outcomes}
     for url in plan.todo:
         if shard_id(url) not in seen:
-            outcome = ShardOutcome(shard_id(url), error=f"shard {shard_id(url)} ({url}) was not labelled: {reason}")
-            outcomes.append(outcome)
-            on_outcome(outcome)
+            report(ShardOutcome(shard_id(url), error=f"shard {shard_id(url)} ({url}) was not labelled: {reason}"))
     return outcomes
 
 

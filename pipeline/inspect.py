@@ -57,6 +57,8 @@ def connect(output: str, min_score: float = 0.0) -> tuple[duckdb.DuckDBPyConnect
 
 def _rows(con: duckdb.DuckDBPyConnection, query: str) -> list[dict[str, Any]]:
     cursor = con.execute(query)
+    if cursor.description is None:  # the last statement returns no rows (CREATE, SET, ...)
+        return []
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row)) for row in cursor.fetchall()]
 
@@ -136,7 +138,7 @@ def format_summary(s: dict[str, Any]) -> str:
     damaged = sum(bool(r["damaged_input"]) for r in s["per_shard"])
     if damaged:
         lines += ["", f"WARNING: {damaged} shard(s) were labelled from a damaged input and cover only the samples before "
-                      "the damage; repair the inputs and run the job again to relabel them"]
+                      "the damage; repair the inputs and rerun the job with --relabel-damaged"]
     return "\n".join(lines)
 
 
@@ -155,15 +157,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.sql:
-        try:
-            rows = _rows(con, args.sql)
+        try:  # run once: a statement with side effects must not run twice
+            result = _rows(con, args.sql) if args.json else con.sql(args.sql)
         except duckdb.Error as exc:
             print(f"error: the --sql query failed: {str(exc).splitlines()[0]}", file=sys.stderr)
             return 2
         if args.json:
-            print(json.dumps(rows, default=str, ensure_ascii=False, indent=1))
-        else:
-            con.sql(args.sql).show(max_rows=100, max_width=200)
+            print(json.dumps(result, default=str, ensure_ascii=False, indent=1))
+        elif result is not None:  # None: the last statement returns no rows
+            result.show(max_rows=100, max_width=200)
         return 0
     result = summary(con, refs, args.min_score, args.top)
     print(json.dumps(result, default=str, ensure_ascii=False, indent=1) if args.json else format_summary(result))

@@ -48,7 +48,7 @@ class ShardReport:
         line = f"{self.shard}: OK ({self.samples} samples, {self.boxes} boxes)"
         if self.damaged_input:
             line += (f" WARNING: damaged input ({self.damaged_input}): the rows cover only the samples before the "
-                     "damage; repair the input and run the job again to relabel it")
+                     "damage; repair the input and rerun the job with --relabel-damaged")
         return line
 
 

@@ -76,6 +76,8 @@ class GroundingShards(IterableDataset):
         self.rank = env_rank if rank is None else rank
         self.world_size = env_world if world_size is None else world_size
         self.resume: dict[int, tuple[int, int]] = {}
+        self.resume_listings: dict[int, list[str]] = {}  # worker -> the shards its resumed epoch used
+        self.report_listings = False  # set by GroundingLoader, whose collate carries them
         self.start_epoch = 0
 
     def shards(self) -> list[ShardRef]:
@@ -87,8 +89,21 @@ class GroundingShards(IterableDataset):
         wid, nworkers = (0, 1) if info is None else (info.id, info.num_workers)
         return self.rank * nworkers + wid, self.world_size * nworkers
 
-    def epoch_shards(self, epoch: int, worker: int, workers: int) -> list[ShardRef]:
+    def listed(self, listing: list[str] | None = None) -> list[ShardRef]:
+        """The committed shards in order; with `listing` (from a checkpoint), exactly those, so
+        that an epoch resumes over the shards it began with even if more were committed since."""
         refs = sorted(self.shards(), key=lambda r: (r.root, r.shard))
+        if listing is None:
+            return refs
+        wanted = set(listing)
+        refs = [r for r in refs if shard_key(r) in wanted]
+        if len(refs) != len(wanted):
+            gone = sorted(wanted - {shard_key(r) for r in refs})
+            raise ValueError(f"cannot resume: shard {gone[0]} of the checkpoint's epoch is no longer committed under {self.spec}")
+        return refs
+
+    def epoch_shards(self, epoch: int, worker: int, workers: int, listed: list[ShardRef] | None = None) -> list[ShardRef]:
+        refs = list(self.listed() if listed is None else listed)
         if not refs:
             return []
         if self.resampled:
@@ -126,18 +141,23 @@ class GroundingShards(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         worker, workers = self._worker()
         epoch, skip = self.resume.get(worker, (self.start_epoch, 0))
+        pinned = self.resume_listings.get(worker) if worker in self.resume else None
         while self.epochs is None or epoch < self.epochs:
-            refs = self.epoch_shards(epoch, worker, workers)
+            listed = self.listed(pinned)
+            refs = self.epoch_shards(epoch, worker, workers, listed)
             if not refs:  # no committed shard (yet), or fewer shards than workers without resampling
                 return
+            announce = self.report_listings
             rng = random.Random(f"{self.seed}/{epoch}/{worker}/buffer")
             for n, prepared in enumerate(self._shuffled(self._labelled(refs), rng), start=1):
                 if n <= skip:
                     continue
                 sample = load_image(prepared, prepared.pop("image_bytes"), self.image)
                 sample["position"] = (worker, epoch, n)
+                if announce:  # the loader's checkpoint records which shards this epoch spans
+                    sample["listing"], announce = [shard_key(r) for r in listed], False
                 yield sample
-            epoch, skip = epoch + 1, 0
+            epoch, skip, pinned = epoch + 1, 0, None
 
 
 def collate(samples: list[dict[str, Any]], pad_token_id: int = 0, size_divisor: int = 1) -> dict[str, Any]:
@@ -179,7 +199,12 @@ def collate(samples: list[dict[str, Any]], pad_token_id: int = 0, size_divisor: 
         "token_type_ids": torch.zeros_like(input_ids),
         "targets": targets,
         "positions": [s["position"] for s in samples],
+        "listings": {s["position"][0]: (s["position"][1], s["listing"]) for s in samples if "listing" in s},
     }
+
+
+def shard_key(ref: ShardRef) -> str:
+    return f"{ref.root}/{ref.shard}"
 
 
 class GroundingLoader:
@@ -206,6 +231,8 @@ class GroundingLoader:
             collate_fn=functools.partial(collate, pad_token_id=pad, size_divisor=size_divisor), **kwargs,
         )
         self.positions: dict[int, tuple[int, int]] = {}
+        self.listings: dict[int, tuple[int, list[str]]] = {}  # worker -> (epoch, its shards)
+        dataset.report_listings = True
         self.samples_seen = 0
         self.next_worker = 0
 
@@ -218,6 +245,8 @@ class GroundingLoader:
         dry: set[int] = set()
         last_arrival = workers - 1
         self.dataset.resume = dict(self.positions)
+        self.dataset.resume_listings = {w: listing for w, (epoch, listing) in self.listings.items()
+                                        if self.positions.get(w, (None, 0))[0] == epoch}
         for batch in self.dataloader:
             arrived = self._local(batch)
             skipped = (last_arrival + 1) % workers
@@ -241,6 +270,7 @@ class GroundingLoader:
     def _consume(self, batch: dict[str, Any], workers: int) -> dict[str, Any]:
         for worker, epoch, n in batch["positions"]:
             self.positions[worker] = (epoch, n)
+        self.listings.update(batch.get("listings", {}))
         self.samples_seen += len(batch["positions"])
         self.next_worker = (self._local(batch) + 1) % workers
         return batch
@@ -251,6 +281,7 @@ class GroundingLoader:
             "epoch": min((e for e, _ in self.positions.values()), default=self.dataset.start_epoch),
             "samples_seen": self.samples_seen,
             "workers": {str(w): list(p) for w, p in self.positions.items()},
+            "listings": {str(w): [e, listing] for w, (e, listing) in self.listings.items()},
             "next_worker": self.next_worker,
             "num_workers": self.num_workers,
             "world_size": self.dataset.world_size,
@@ -264,6 +295,7 @@ class GroundingLoader:
             if state[name] != mine:
                 raise ValueError(f"cannot resume: saved {name}={state[name]!r}, this loader has {mine!r}")
         self.positions = {int(w): (int(p[0]), int(p[1])) for w, p in state["workers"].items()}
+        self.listings = {int(w): (int(e), list(listing)) for w, (e, listing) in state.get("listings", {}).items()}
         self.samples_seen = int(state["samples_seen"])
         self.next_worker = int(state["next_worker"])
         self.dataset.start_epoch = int(state["epoch"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import itertools
 import random
 import subprocess
@@ -242,3 +243,26 @@ def test_tiny_grounding_dino_trains_on_loader_batches(output, tok) -> None:
         losses.append(out.loss.item())
     assert all(torch.isfinite(torch.tensor(losses)))
     assert len(set(losses)) == len(losses) and losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_resume_keeps_the_epochs_shards_when_more_are_committed_meanwhile(tmp_path, tok, num_workers: int) -> None:
+    built = build_output(tmp_path, shards=3, samples=12, seed=5, uncommitted=1)
+
+    def loader(epochs: int = 1) -> GroundingLoader:
+        return GroundingLoader(dataset(tmp_path, tok, seed=1, epochs=epochs), batch_size=2, num_workers=num_workers)
+
+    epoch = keys_of(loader())  # one uninterrupted epoch over the three committed shards
+    first = loader(epochs=2)
+    it = iter(first)
+    before = keys_of(itertools.islice(it, 3))
+    state = first.state_dict()
+    write_shard(tmp_path, built[3].shard, built[3].rows, commit=True)  # the job commits another shard
+    resumed = loader(epochs=2)
+    resumed.load_state_dict(state)
+    seen = collections.Counter(before + keys_of(resumed))
+    new_keys = {r["key"] for r in built[3].rows} & set(seen)
+    assert new_keys, "the next epoch takes in the new shard"
+    # The interrupted epoch ends over the shards it began with; the next one adds the new shard.
+    assert {k: seen[k] for k in epoch} == {k: 2 for k in epoch}
+    assert {k: seen[k] for k in new_keys} == {k: 1 for k in new_keys}

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline import storage
 from pipeline.export_formats import GRIT_SCHEMA, CocoBuilder, grit_record, image_name, odvg_record
 from pipeline.loader_shards import NoCommittedShards, ShardRef, complete_shards, iter_tar_members, read_table, require_committed_shards
 from pipeline.loader_targets import LabelFilter, filter_boxes
@@ -60,38 +62,60 @@ def export(output: str, fmt: str, out: str, flt: LabelFilter, keep_empty: bool =
     counts = {"images": 0, "boxes": 0}
     names: dict[tuple[str, str], str] = {}
     rows = exported_rows(refs, flt, keep_empty)
-    with fsspec.open(out, "wb") as f:
-        if fmt == "odvg":
-            for row, boxes in rows:
-                f.write(json.dumps(odvg_record(row, boxes), ensure_ascii=False).encode("utf-8") + b"\n")
-                counts["images"] += 1
-                counts["boxes"] += len(boxes)
-                names[(row["shard"], row["key"])] = image_name(row)
-        elif fmt in ("mdetr", "coco"):
-            builder = CocoBuilder(fmt)
-            for row, boxes in rows:
-                builder.add(row, boxes)
-                counts["images"] += 1
-                counts["boxes"] += len(boxes)
-                names[(row["shard"], row["key"])] = image_name(row)
-            f.write(json.dumps(builder.document(), ensure_ascii=False).encode("utf-8"))
-        elif fmt == "grit":
-            with pq.ParquetWriter(f, GRIT_SCHEMA, compression="zstd") as writer:
-                batch: list[dict[str, Any]] = []
-                for row, boxes in rows:
-                    batch.append(grit_record(row, boxes))
-                    counts["images"] += 1
-                    counts["boxes"] += len(boxes)
-                    names[(row["shard"], row["key"])] = image_name(row)
-                    if len(batch) >= 4096:
-                        writer.write_table(pa.Table.from_pylist(batch, schema=GRIT_SCHEMA))
-                        batch = []
-                writer.write_table(pa.Table.from_pylist(batch, schema=GRIT_SCHEMA))
-        else:
-            raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
+    check_destination(out)
+    # Written locally, then published in one step: a failure never leaves a truncated export at `out`.
+    with tempfile.TemporaryDirectory(prefix="export-") as tmp:
+        local = os.path.join(tmp, "export")
+        with open(local, "wb") as f:
+            _write_rows(f, fmt, rows, counts, names)
+        storage.publish_file(local, out)
     if images is not None:
         counts["images_extracted"] = extract_images(refs, names, images)
     return counts
+
+
+def check_destination(out: str) -> None:
+    """Refuse an --out whose folder or bucket does not exist, instead of creating it."""
+    fs, path = storage.filesystem(out)
+    if storage.is_local(fs):
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise OSError(f"--out {out}: the folder {folder} does not exist; create it first or fix the path")
+        return
+    bucket = path.split("/", 1)[0]
+    if not storage.with_retries(lambda: fs.exists(bucket), what=f"check bucket {bucket}"):
+        raise OSError(f"--out {out}: the bucket {bucket} does not exist or is not reachable; create it first or fix the name")
+
+
+def _write_rows(f: Any, fmt: str, rows: Iterator, counts: dict[str, int], names: dict[tuple[str, str], str]) -> None:
+    if fmt == "odvg":
+        for row, boxes in rows:
+            f.write(json.dumps(odvg_record(row, boxes), ensure_ascii=False).encode("utf-8") + b"\n")
+            counts["images"] += 1
+            counts["boxes"] += len(boxes)
+            names[(row["shard"], row["key"])] = image_name(row)
+    elif fmt in ("mdetr", "coco"):
+        builder = CocoBuilder(fmt)
+        for row, boxes in rows:
+            builder.add(row, boxes)
+            counts["images"] += 1
+            counts["boxes"] += len(boxes)
+            names[(row["shard"], row["key"])] = image_name(row)
+        f.write(json.dumps(builder.document(), ensure_ascii=False).encode("utf-8"))
+    elif fmt == "grit":
+        with pq.ParquetWriter(f, GRIT_SCHEMA, compression="zstd") as writer:
+            batch: list[dict[str, Any]] = []
+            for row, boxes in rows:
+                batch.append(grit_record(row, boxes))
+                counts["images"] += 1
+                counts["boxes"] += len(boxes)
+                names[(row["shard"], row["key"])] = image_name(row)
+                if len(batch) >= 4096:
+                    writer.write_table(pa.Table.from_pylist(batch, schema=GRIT_SCHEMA))
+                    batch = []
+            writer.write_table(pa.Table.from_pylist(batch, schema=GRIT_SCHEMA))
+    else:
+        raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
 
 
 def main(argv: list[str] | None = None) -> int:

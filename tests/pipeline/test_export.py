@@ -126,4 +126,22 @@ def test_s3_in_and_out(output, tmp_path: Path) -> None:
 
         with fsspec.open(f"{bucket}/exports/coco.json", "rb") as f:
             remote = json.load(f)
+        assert main([f"{bucket}/out", "--format", "coco", "--out", "s3://no-such-bucket-here/coco.json"]) == 2
+        assert not fsspec.filesystem("s3").exists("no-such-bucket-here"), "a missing bucket is refused, not created"
     assert remote == json.loads((tmp_path / "local.json").read_text())
+
+
+def test_a_missing_destination_folder_is_refused_and_a_failed_export_leaves_nothing(output, tmp_path: Path, capsys, monkeypatch) -> None:
+    root, _ = output
+    assert main([str(root), "--format", "coco", "--out", str(tmp_path / "nowhere" / "coco.json")]) == 2
+    assert "does not exist" in capsys.readouterr().err and not (tmp_path / "nowhere").exists()
+
+    import pipeline.export as export
+
+    def fails_midway(f, *args):
+        f.write(b'{"images": [')
+        raise OSError("disk full")
+
+    monkeypatch.setattr(export, "_write_rows", fails_midway)
+    assert main([str(root), "--format", "coco", "--out", str(tmp_path / "coco.json")]) == 2
+    assert not (tmp_path / "coco.json").exists(), "no truncated export at the final path"

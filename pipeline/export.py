@@ -41,7 +41,8 @@ def exported_rows(refs: list[ShardRef], flt: LabelFilter, keep_empty: bool) -> I
 
 
 def extract_images(refs: list[ShardRef], names: dict[tuple[str, str], str], out: Path) -> int:
-    """Copy the original image bytes of the exported rows out of the tars."""
+    """Copy the original image bytes of the exported rows out of the tars (`names` maps the
+    (shard, tar key) of each exported row to its SHARD/KEY.EXT)."""
     written = 0
     for ref in refs:
         for member in iter_tar_members(ref.tar_url):
@@ -93,14 +94,14 @@ def _write_rows(f: Any, fmt: str, rows: Iterator, counts: dict[str, int], names:
             f.write(json.dumps(odvg_record(row, boxes), ensure_ascii=False).encode("utf-8") + b"\n")
             counts["images"] += 1
             counts["boxes"] += len(boxes)
-            names[(row["shard"], row["key"])] = image_name(row)
+            names[(row["shard"], storage.safe_member_name(row["key"]))] = image_name(row)
     elif fmt in ("mdetr", "coco"):
         builder = CocoBuilder(fmt)
         for row, boxes in rows:
             builder.add(row, boxes)
             counts["images"] += 1
             counts["boxes"] += len(boxes)
-            names[(row["shard"], row["key"])] = image_name(row)
+            names[(row["shard"], storage.safe_member_name(row["key"]))] = image_name(row)
         f.write(json.dumps(builder.document(), ensure_ascii=False).encode("utf-8"))
     elif fmt == "grit":
         with pq.ParquetWriter(f, GRIT_SCHEMA, compression="zstd") as writer:
@@ -109,7 +110,7 @@ def _write_rows(f: Any, fmt: str, rows: Iterator, counts: dict[str, int], names:
                 batch.append(grit_record(row, boxes))
                 counts["images"] += 1
                 counts["boxes"] += len(boxes)
-                names[(row["shard"], row["key"])] = image_name(row)
+                names[(row["shard"], storage.safe_member_name(row["key"]))] = image_name(row)
                 if len(batch) >= 4096:
                     writer.write_table(pa.Table.from_pylist(batch, schema=GRIT_SCHEMA))
                     batch = []

@@ -20,6 +20,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from pipeline.storage import safe_member_name
+
 GRIT_SCHEMA = pa.schema(
     [
         pa.field("key", pa.string()),
@@ -34,8 +36,9 @@ GRIT_SCHEMA = pa.schema(
 
 
 def image_name(row: dict[str, Any]) -> str:
-    """Where `--images` puts the row's image, relative to the image root: SHARD/KEY.EXT."""
-    return f"{row['shard']}/{row['key']}.{row.get('image_ext') or 'jpg'}"
+    """Where `--images` puts the row's image, relative to the image root: SHARD/KEY.EXT, with the
+    key as the output tar names it (percent-encoded: never a path outside the image root)."""
+    return f"{row['shard']}/{safe_member_name(row['key'])}.{row.get('image_ext') or 'jpg'}"
 
 
 def _span(row: dict[str, Any], box: dict[str, Any]) -> tuple[str, list[list[int]]]:

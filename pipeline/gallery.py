@@ -21,6 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pipeline.images import IMAGE_EXTENSIONS
+from pipeline.storage import safe_member_name
 from pipeline.loader_shards import NoCommittedShards, complete_shards, iter_tar_members, read_table, require_committed_shards
 
 CARD_IMAGE_PX = 344  # figure width 360 minus padding: the on-screen width of every image
@@ -148,11 +150,11 @@ def page(cards: list[str], title: str) -> str:
 
 
 def choose(output: str, samples: int, seed: int) -> dict[tuple[str, str], int]:
-    """(shard, key) -> page position of `samples` rows picked at random among those with an image."""
+    """(shard, tar key) -> page position of `samples` rows picked at random among those with an image."""
     table = read_table(complete_shards(output), columns=["key", "shard", "width"]).to_pylist()
     decoded = sorted((r["shard"], r["key"]) for r in table if r["width"] is not None)
     picked = random.Random(seed).sample(decoded, min(samples, len(decoded)))
-    return {item: i for i, item in enumerate(picked)}
+    return {(shard, safe_member_name(key)): i for i, (shard, key) in enumerate(picked)}  # keys as the tars name them
 
 
 def build(output: str, out_dir: Path, samples: int = 48, seed: int = 0, min_score: float = 0.0) -> int:
@@ -166,7 +168,7 @@ def build(output: str, out_dir: Path, samples: int = 48, seed: int = 0, min_scor
             continue
         for member in iter_tar_members(ref.tar_url):
             position = wanted.get((ref.shard, member["__key__"]))
-            ext = next((e for e in ("jpg", "jpeg", "png", "webp") if e in member), None)
+            ext = next((e for e in sorted(IMAGE_EXTENSIONS) if e in member), None)
             if position is None or ext is None or "json" not in member:
                 continue
             record = json.loads(member["json"])

@@ -24,6 +24,7 @@ from typing import Any, Iterator
 import pyarrow.parquet as pq
 from PIL import Image, ImageDraw
 
+from pipeline.storage import safe_member_name
 from schemas import Manifest, RunRecord, Status, row_to_json_record, rows_to_table, schema_metadata
 from schemas.manifest import OutputFile
 
@@ -151,9 +152,10 @@ def write_shard(root: Path, shard: str, rows: list[dict[str, Any]], commit: bool
         for row in rows:
             if row["width"] is None:
                 continue
-            _add(tar, f"{row['key']}.{row['image_ext']}", image_bytes(row))
-            _add(tar, f"{row['key']}.txt", row["caption"].encode("utf-8"))
-            _add(tar, f"{row['key']}.json", row_to_json_record(row))
+            name = safe_member_name(row["key"])  # as the job's writer names members
+            _add(tar, f"{name}.{row['image_ext']}", image_bytes(row))
+            _add(tar, f"{name}.txt", row["caption"].encode("utf-8"))
+            _add(tar, f"{name}.json", row_to_json_record(row))
     if not commit:
         return
     counts: dict[str, int] = {}

@@ -145,3 +145,24 @@ def test_a_missing_destination_folder_is_refused_and_a_failed_export_leaves_noth
     monkeypatch.setattr(export, "_write_rows", fails_midway)
     assert main([str(root), "--format", "coco", "--out", str(tmp_path / "coco.json")]) == 2
     assert not (tmp_path / "coco.json").exists(), "no truncated export at the final path"
+
+
+def test_images_of_rows_with_hostile_keys_are_extracted_where_the_exports_name_them(tmp_path: Path) -> None:
+    import random as _random
+
+    from tests.pipeline.output_fixture import make_row, write_shard
+
+    rng = _random.Random(4)
+    rows = [make_row("00000", i, rng) for i in range(6)]
+    for row, key in zip(rows, ["a/../../evil", "/tmp/absolute", "v2.final", "with space", "ünï", "plain"]):
+        row["key"] = key
+    write_shard(tmp_path / "out", "00000", rows)
+    images = tmp_path / "images"
+    assert main([str(tmp_path / "out"), "--format", "odvg", "--out", str(tmp_path / "x.jsonl"), "--images", str(images)]) == 0
+    metas = [json.loads(line) for line in (tmp_path / "x.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(metas) == sum(1 for r in rows if r["boxes"])
+    for meta in metas:
+        path = (images / meta["filename"]).resolve()
+        assert path.is_relative_to(images.resolve()) and path.is_file(), meta["filename"]
+        assert Image.open(path).size == (meta["width"], meta["height"])
+    assert sorted(p.name for p in images.rglob("*") if p.is_file()) == sorted(Path(m["filename"]).name for m in metas)

@@ -106,3 +106,18 @@ def test_screenshot_shows_the_boxes(gallery, tmp_path: Path) -> None:
             counts[colour] = n
     assert len(counts) >= 3, counts  # several phrase colours drawn
     assert sum(counts.values()) > 500  # outlines, not a stray pixel
+
+
+def test_rows_with_hostile_keys_are_shown(tmp_path: Path) -> None:
+    import random
+
+    from tests.pipeline.output_fixture import make_row, write_shard
+
+    rng = random.Random(5)
+    rows = [make_row("00000", i, rng) for i in range(4)]
+    for row, key in zip(rows, ["a/../../evil", "v2.final", "with space", "plain"]):
+        row["key"] = key
+    write_shard(tmp_path / "out", "00000", rows)
+    out = tmp_path / "gallery"
+    assert main([str(tmp_path / "out"), "--out", str(out), "--samples", "10"]) == 0
+    assert len(list((out / "images").iterdir())) == 4

@@ -20,12 +20,22 @@ REQUIRED_COMPONENTS = ("tagger", "parser")
 
 
 def _is_installed(name: str) -> bool:
-    """A spaCy pipeline: an installed model package, or a folder saved by `nlp.to_disk`."""
-    if not name:
-        return False
-    if Path(name).exists():
-        return (Path(name) / "config.cfg").is_file() and (Path(name) / "meta.json").is_file()
-    return spacy.util.is_package(name) and (spacy.util.get_package_path(name) / "meta.json").is_file()
+    return _why_not_a_pipeline(name) is None
+
+
+def _why_not_a_pipeline(name: str) -> str | None:
+    """None when `name` is a spaCy pipeline (an installed model package, or a folder saved by
+    `nlp.to_disk`); else why not, as the sentence a user reads."""
+    if name and Path(name).exists():
+        if (Path(name) / "config.cfg").is_file() and (Path(name) / "meta.json").is_file():
+            return None
+        return (f"{name} is not a spaCy pipeline folder (one has config.cfg and meta.json); "
+                "give an installed model name such as en_core_web_sm, or a folder saved by nlp.to_disk.")
+    if name and spacy.util.is_package(name):
+        if (spacy.util.get_package_path(name) / "meta.json").is_file():
+            return None
+        return f"{name!r} is a Python package but not a spaCy model; give an installed model such as en_core_web_sm."
+    return f"spaCy model {name!r} is not installed; {_install_hint(name or 'en_core_web_sm')}."
 
 
 def _install_hint(name: str) -> str:
@@ -46,13 +56,8 @@ def resolve_model_name(name: str | None) -> str:
             f"No spaCy English model is installed (tried {', '.join(PREFERRED_MODELS)}); "
             f"{_install_hint(PREFERRED_MODELS[0])}."
         )
-    if name and Path(name).exists() and not _is_installed(name):
-        raise ValueError(f"{name} is not a spaCy pipeline folder (one has config.cfg and meta.json); "
-                         "give an installed model name such as en_core_web_sm, or a folder saved by nlp.to_disk.")
-    if name and not Path(name).exists() and spacy.util.is_package(name) and not _is_installed(name):
-        raise ValueError(f"{name!r} is a Python package but not a spaCy model; give an installed model such as en_core_web_sm.")
-    if not _is_installed(name):
-        raise ValueError(f"spaCy model {name!r} is not installed; {_install_hint(name or 'en_core_web_sm')}.")
+    if problem := _why_not_a_pipeline(name):
+        raise ValueError(problem)
     return name
 
 

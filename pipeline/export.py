@@ -89,28 +89,27 @@ def check_destination(out: str) -> None:
 
 
 def _write_rows(f: Any, fmt: str, rows: Iterator, counts: dict[str, int], names: dict[tuple[str, str], str]) -> None:
-    if fmt == "odvg":
+    def counted() -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
+        """The rows, counting them and noting their image names, whatever the format."""
         for row, boxes in rows:
-            f.write(json.dumps(odvg_record(row, boxes), ensure_ascii=False).encode("utf-8") + b"\n")
             counts["images"] += 1
             counts["boxes"] += len(boxes)
             names[(row["shard"], storage.safe_member_name(row["key"]))] = image_name(row)
+            yield row, boxes
+
+    if fmt == "odvg":
+        for row, boxes in counted():
+            f.write(json.dumps(odvg_record(row, boxes), ensure_ascii=False).encode("utf-8") + b"\n")
     elif fmt in ("mdetr", "coco"):
         builder = CocoBuilder(fmt)
-        for row, boxes in rows:
+        for row, boxes in counted():
             builder.add(row, boxes)
-            counts["images"] += 1
-            counts["boxes"] += len(boxes)
-            names[(row["shard"], storage.safe_member_name(row["key"]))] = image_name(row)
         f.write(json.dumps(builder.document(), ensure_ascii=False).encode("utf-8"))
     elif fmt == "grit":
         with pq.ParquetWriter(f, GRIT_SCHEMA, compression="zstd") as writer:
             batch: list[dict[str, Any]] = []
-            for row, boxes in rows:
+            for row, boxes in counted():
                 batch.append(grit_record(row, boxes))
-                counts["images"] += 1
-                counts["boxes"] += len(boxes)
-                names[(row["shard"], storage.safe_member_name(row["key"]))] = image_name(row)
                 if len(batch) >= 4096:
                     writer.write_table(pa.Table.from_pylist(batch, schema=GRIT_SCHEMA))
                     batch = []

@@ -21,9 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipeline.images import IMAGE_EXTENSIONS
 from pipeline.storage import safe_member_name
-from pipeline.loader_shards import NoCommittedShards, complete_shards, iter_tar_members, read_table, require_committed_shards
+from pipeline.loader_shards import NoCommittedShards, complete_shards, image_extension, iter_tar_members, read_table, require_committed_shards
 
 CARD_IMAGE_PX = 344  # figure width 360 minus padding: the on-screen width of every image
 
@@ -168,7 +167,7 @@ def build(output: str, out_dir: Path, samples: int = 48, seed: int = 0, min_scor
             continue
         for member in iter_tar_members(ref.tar_url):
             position = wanted.get((ref.shard, member["__key__"]))
-            ext = next((e for e in sorted(IMAGE_EXTENSIONS) if e in member), None)
+            ext = image_extension(member)
             if position is None or ext is None or "json" not in member:
                 continue
             record = json.loads(member["json"])

@@ -18,7 +18,7 @@ from typing import Callable
 from pipeline import batch_transport
 from pipeline.config import LabelConfig
 from pipeline.prepare import PreparedShard, ShardPreparer, TeacherBatch
-from pipeline.run import RunPlan, ShardOutcome
+from pipeline.run import RunPlan, ShardOutcome, missing_shards
 from pipeline.shards import shard_id
 from pipeline.writer import apply_detections, write_shard
 from teacher.protocol import Teacher, concurrent_calls
@@ -246,10 +246,8 @@ def run_inprocess(
         p.join(timeout=5)
     reason = (f"a CPU worker process died (exit code {', '.join(map(str, died))}) and the run stopped before it was done" if died
               else "the run ended before it was prepared")
-    seen = {o.shard for o in outcomes}
-    for url in plan.todo:
-        if shard_id(url) not in seen:
-            report(ShardOutcome(shard_id(url), error=f"shard {shard_id(url)} ({url}) was not labelled: {reason}"))
+    for url in missing_shards(plan, outcomes):
+        report(ShardOutcome(shard_id(url), error=f"shard {shard_id(url)} ({url}) was not labelled: {reason}"))
     return outcomes
 
 

@@ -91,8 +91,7 @@ def summary(con: duckdb.DuckDBPyConnection, refs: list[ShardRef], min_score: flo
     per_shard = [
         {"shard": ref.shard, "rows": counted.get(ref.shard, {}).get("rows", 0), "manifest_samples": ref.manifest.samples,
          "ok": counted.get(ref.shard, {}).get("ok", 0), "boxes": int(counted.get(ref.shard, {}).get("boxes") or 0),
-         "damaged_input": (ref.manifest.input_error or "input truncated")
-         if ref.manifest.truncated_input or ref.manifest.input_error else None}
+         "damaged_input": ref.manifest.damage}
         for ref in refs
     ]
     samples = stats["samples"]

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from pipeline.output_lock import LockHeldError, OutputLock
 from pipeline.config import ConfigError, LabelConfig
-from pipeline.run import RunPlan, ShardOutcome, clean_temp_files, plan_run, summary_text, write_run_record
+from pipeline.run import RunPlan, ShardOutcome, clean_temp_files, missing_shards, plan_run, summary_text, write_run_record
 from pipeline.shards import ShardListError, shard_id
 
 log = logging.getLogger(__name__)
@@ -109,9 +109,8 @@ def run_job(
 def _never_finished(plan: RunPlan, outcomes: list[ShardOutcome]) -> list[ShardOutcome]:
     """A failed outcome for every shard a runner returned nothing for: such a shard was not
     labelled, and the exit code must say so."""
-    seen = {o.shard for o in outcomes}
     return [ShardOutcome(shard_id(url), error=f"shard {shard_id(url)} ({url}) was not labelled: the runner ended without it")
-            for url in plan.todo if shard_id(url) not in seen]
+            for url in missing_shards(plan, outcomes)]
 
 
 class TeacherLoadError(RuntimeError):

@@ -27,8 +27,7 @@ from typing import Any, Iterator
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from pipeline.images import IMAGE_EXTENSIONS
-from pipeline.loader_shards import ShardRef, complete_shards, iter_tar_members
+from pipeline.loader_shards import ShardRef, complete_shards, image_extension, iter_tar_members
 from pipeline.loader_targets import ImageConfig, LabelFilter, TextConfig, load_image, normalize_pixels, prepare_labels
 
 __all__ = ["GroundingLoader", "GroundingShards", "ImageConfig", "LabelFilter", "TextConfig", "collate", "normalize_pixels"]
@@ -116,7 +115,7 @@ class GroundingShards(IterableDataset):
         """Label stage: JSON record -> filtered target, image bytes carried along undecoded."""
         for ref in refs:
             for member in iter_tar_members(ref.tar_url):
-                ext = next((e for e in member if e.rsplit(".", 1)[-1] in IMAGE_EXTENSIONS), None)
+                ext = image_extension(member)
                 if ext is None or "json" not in member:
                     continue
                 record = json.loads(member["json"])

@@ -17,6 +17,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.images import IMAGE_EXTENSIONS
 from schemas import Manifest
 
 
@@ -153,6 +154,11 @@ def iter_tar_members(url: str) -> Iterator[dict[str, bytes | str]]:
     with open_binary(url) as stream:
         members = ({**member, "__url__": url} for member in tar_file_iterator(stream))
         yield from group_by_keys(members)
+
+
+def image_extension(sample: dict[str, Any]) -> str | None:
+    """The member name of a sample's image (from `iter_tar_members`), None when it has none."""
+    return next((e for e in sample if e.rsplit(".", 1)[-1] in IMAGE_EXTENSIONS), None)
 
 
 class NoCommittedShards(ValueError):

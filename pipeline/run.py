@@ -98,7 +98,7 @@ def plan_run(cfg: LabelConfig, run_id: str | None = None) -> RunPlan:
         elif manifest.config_hash != config_hash:
             mismatched[sid] = diff_settings(manifest.settings, settings)
             todo.append(url)
-        elif (manifest.truncated_input or manifest.input_error) and cfg.relabel_damaged:
+        elif manifest.damage and cfg.relabel_damaged:
             todo.append(url)
         else:
             skipped[sid] = manifest
@@ -138,6 +138,12 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def missing_shards(plan: RunPlan, outcomes: Iterable[ShardOutcome]) -> list[str]:
+    """URLs of the shards to label that have no outcome (labelled or failed) yet."""
+    seen = {o.shard for o in outcomes}
+    return [url for url in plan.todo if shard_id(url) not in seen]
+
+
 def write_run_record(plan: RunPlan, outcomes: Iterable[ShardOutcome], *, finished: bool) -> RunRecord:
     outcomes = list(outcomes)
     counts: dict[str, int] = {}
@@ -149,10 +155,8 @@ def write_run_record(plan: RunPlan, outcomes: Iterable[ShardOutcome], *, finishe
         for k, v in m.status_counts.items():
             counts[k] = counts.get(k, 0) + v
     failed = {o.shard: o.error or "unknown error" for o in outcomes if o.manifest is None}
-    unfinished = {shard_id(u): "not finished" for u in plan.todo} if not finished else {}
-    for o in outcomes:
-        unfinished.pop(o.shard, None)
-    failed.update(unfinished)
+    if not finished:
+        failed.update({shard_id(u): "not finished" for u in missing_shards(plan, outcomes)})
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     record = RunRecord(
         run_id=plan.run_id,
@@ -169,7 +173,7 @@ def write_run_record(plan: RunPlan, outcomes: Iterable[ShardOutcome], *, finishe
         boxes=boxes,
         samples=samples,
         seconds=round(time.time() - plan.started, 3),
-        warnings={m.shard: m.input_error or "input truncated" for m in manifests if m.truncated_input or m.input_error},
+        warnings={m.shard: m.damage for m in manifests if m.damage},
     )
     storage.publish_bytes(storage.join(plan.config.output, "_runs", f"{plan.run_id}.json"), record.to_json())
     return record

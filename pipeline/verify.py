@@ -90,8 +90,7 @@ def verify_shard(output: str, shard: str, input_url: str | None = None) -> Shard
         v.append(f"manifest: unreadable ({exc})")
         return report
     report.config_hash = m.config_hash
-    if m.truncated_input or m.input_error:
-        report.damaged_input = m.input_error or "input truncated"
+    report.damaged_input = m.damage
     if m.shard != shard:
         v.append(f"manifest: shard {m.shard!r} != file name {shard!r}")
     pq_url, tar_url = (storage.join(output, "parquet", f"{shard}.parquet"),

@@ -37,6 +37,11 @@ class Manifest:
     input_error: str | None = None
     settings: dict[str, Any] = dataclasses.field(default_factory=dict)
 
+    @property
+    def damage(self) -> str | None:
+        """Why the input shard was incomplete when it was labelled (truncated, unreadable), or None."""
+        return (self.input_error or "input truncated") if self.truncated_input or self.input_error else None
+
     def to_json(self) -> bytes:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True).encode("utf-8")
 

@@ -36,6 +36,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/gpu_teacher.py`
 sys.path.insert(1, str(Path(__file__).resolve().parent))  # and its sibling teacher_forward.py, from any directory
 
+from teacher.fast.host_sync import TENSOR_CHECKS_ENV  # noqa: E402
 from teacher.fast.msda_selfcheck import msda_selfcheck  # noqa: E402
 from teacher.fast_attention import fast_attention_report, install_fast_attention  # noqa: E402
 from teacher_forward import Outputs, build_model, cuda_graph_fn, forward_fn, make_batch, query_selection, synchronize  # noqa: E402
@@ -86,6 +87,31 @@ def time_fn(fn: Callable, batch, device, *, warmup: int, iters: int, cap_s: floa
     elapsed = time.perf_counter() - t0
     n = batch["images"].shape[0]
     return {"images_per_s": n * done / elapsed, "iters": done, "s_per_iter": elapsed / done, "warmup_s": warm_s}
+
+
+def tensor_checks(fn: Callable, *, on: bool) -> Callable:
+    """Run `fn` with transformers' in-forward tensor checks on (its default) or off (ours: each
+    check reads a device value back, 12 host waits per forward; see teacher/fast/host_sync.py)."""
+
+    def call(batch):
+        os.environ[TENSOR_CHECKS_ENV] = "0" if on else "1"
+        return fn(batch)
+
+    return call
+
+
+def count_host_syncs(fn: Callable, batch) -> int:
+    """How many times one call makes the host wait on the GPU, as PyTorch's sync debug mode sees it."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn(batch)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught)
 
 
 def profile_table(fn: Callable, batch, device: torch.device, rows: int = 15) -> str:
@@ -199,19 +225,27 @@ def main(argv: list[str] | None = None) -> int:
     patched = install_fast_attention(fast_model, strict=True)
     results["msda_modules_patched"] = patched
 
+    def eager(autocast: bool) -> Callable:
+        return tensor_checks(forward_fn(model, device, autocast=autocast, from_host=False), on=True)
+
+    def ours(autocast: bool = True, checks: bool = False, **kw) -> Callable:
+        return tensor_checks(forward_fn(fast_model, device, autocast=autocast, from_host=True, **kw), on=checks)
+
     variants: list[tuple[str, Callable[[], tuple[Callable, int, torch.nn.Module]]]] = [
-        ("a_eager_fp32_b1", lambda: (forward_fn(model, device, autocast=False, from_host=False), 1, model)),
-        ("b_eager_bf16amp", lambda: (forward_fn(model, device, autocast=True, from_host=False), batch_size, model)),
-        ("c_ours_fp32_msda_check", lambda: (forward_fn(fast_model, device, autocast=False, from_host=True), 0, fast_model)),
-        ("c_ours_bf16amp", lambda: (forward_fn(fast_model, device, autocast=True, from_host=True), batch_size, fast_model)),
-        ("c_ours_bf16amp_2x", lambda: (forward_fn(fast_model, device, autocast=True, from_host=True), 2 * batch_size, fast_model)),
+        ("a_eager_fp32_b1", lambda: (eager(False), 1, model)),
+        ("b_eager_bf16amp", lambda: (eager(True), batch_size, model)),
+        ("c_ours_fp32_msda_check", lambda: (ours(autocast=False), 0, fast_model)),
+        ("c_ours_bf16amp", lambda: (ours(), batch_size, fast_model)),
+        ("c_ours_bf16amp_2x", lambda: (ours(), 2 * batch_size, fast_model)),
         # Weights cast to bf16 once (the teacher's default on GPU): the same arithmetic as autocast.
-        ("c_ours_precast", lambda: (forward_fn(_precast(fast_model), device, autocast=True, from_host=True), batch_size, fast_model)),
-        ("c_ours_precast_2x", lambda: (forward_fn(fast_model, device, autocast=True, from_host=True), 2 * batch_size, fast_model)),
+        ("c_ours_precast", lambda: (_precast(fast_model, ours()), batch_size, fast_model)),
+        # The same with transformers' tensor checks left on: what skipping their host waits gains.
+        ("c_ours_precast_checks_on", lambda: (ours(checks=True), batch_size, fast_model)),
+        ("c_ours_precast_2x", lambda: (ours(), 2 * batch_size, fast_model)),
     ]
     # Last, after the profiles: a failed capture is the likeliest way to wreck the CUDA context.
     graph_variant = ("c_ours_bf16amp_cudagraph", lambda: (cuda_graph_fn(
-        forward_fn(fast_model, device, autocast=True, from_host=True, autocast_cache=False), host_batch(batch_size), device
+        ours(autocast_cache=False), host_batch(batch_size), device
     ), batch_size, fast_model))
 
     def run_variant(name: str, make: Callable[[], tuple[Callable, int, torch.nn.Module]]) -> None:
@@ -239,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
                     row["vs_eager_bf16amp"] = compare(reference_bf16, got)
             if n:
                 row.update(time_fn(fn, host_batch(n), device, warmup=warmup, iters=iters, cap_s=cap_s))
+                if device.type == "cuda" and "cudagraph" not in name:
+                    row["host_syncs"] = count_host_syncs(fn, host_batch(n))
             row["msda"] = fast_attention_report(used_model)
             if device.type == "cuda":
                 row["peak_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
@@ -257,9 +293,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, make in variants:
         run_variant(name, make)
     if device.type == "cuda" and args.profile and time.perf_counter() - t_start < budget:
-        for name, model_ in (("b_eager_bf16amp", model), ("c_ours_bf16amp", fast_model)):
+        for name, model_, checks in (("b_eager_bf16amp", model, True), ("c_ours_bf16amp", fast_model, False)):
             try:
-                table = profile_table(forward_fn(model_, device, autocast=True, from_host=False), host_batch(batch_size), device)
+                fn = tensor_checks(forward_fn(model_, device, autocast=True, from_host=False), on=checks)
+                table = profile_table(fn, host_batch(batch_size), device)
             except Exception as exc:
                 table = f"profile failed: {type(exc).__name__}: {exc}"
             results.setdefault("profiles", {})[name] = table
@@ -271,18 +308,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _precast(model: torch.nn.Module) -> torch.nn.Module:
+def _precast(model: torch.nn.Module, fn: Callable) -> Callable:
+    """Cast `model`'s weights to bf16 once, then hand back `fn` (a forward of that model)."""
     from teacher.fast.precision import precast_weights
 
     precast_weights(model)
-    return model
+    return fn
 
 
 def print_table(results: dict) -> None:
     rows = results["variants"]
     base = rows.get("b_eager_bf16amp", {}).get("images_per_s")
     print(f"\n{'variant':28s} {'batch':>5s} {'img/s':>9s} {'x(b)':>6s} {'logitL2':>9s} {'box_err':>8s} {'ok':>3s} "
-          f"{'encL2':>9s} {'topk=':>5s}  msda")
+          f"{'encL2':>9s} {'topk=':>5s} {'syncs':>5s}  msda")
     for name, row in rows.items():
         if "skipped" in row or "error" in row:
             print(f"{name:28s} {row.get('skipped') or row.get('error')}")
@@ -294,7 +332,7 @@ def print_table(results: dict) -> None:
             f"{name:28s} {row.get('batch', 0):5d} {ips or 0:9.2f} {ratio} "
             f"{check.get('logits_rel_l2', float('nan')):9.2e} {check.get('box_max_err', float('nan')):8.2e} "
             f"{'yes' if check.get('ok') else 'no':>3s} {check.get('encoder_rel_l2', float('nan')):9.2e} "
-            f"{str(check.get('same_topk', '-')):>5s}  {row.get('msda', {}).get('calls', {})}"
+            f"{str(check.get('same_topk', '-')):>5s} {str(row.get('host_syncs', '-')):>5s}  {row.get('msda', {}).get('calls', {})}"
         )
     floor = rows.get("b_eager_bf16amp", {}).get("check")
     if floor:

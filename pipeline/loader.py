@@ -22,12 +22,13 @@ import json
 import math
 import os
 import random
+import warnings
 from typing import Any, Iterator
 
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from pipeline.loader_shards import ShardRef, complete_shards, image_extension, iter_tar_members
+from pipeline.loader_shards import ShardRef, complete_shards, image_extension, iter_tar_members, why_no_shards
 from pipeline.loader_targets import ImageConfig, LabelFilter, TextConfig, load_image, normalize_pixels, prepare_labels
 
 __all__ = ["GroundingLoader", "GroundingShards", "ImageConfig", "LabelFilter", "TextConfig", "collate", "normalize_pixels"]
@@ -243,6 +244,12 @@ class GroundingLoader:
         held: dict[int, list[dict[str, Any]]] = {w: [] for w in range(workers)}
         dry: set[int] = set()
         last_arrival = workers - 1
+        if not self.positions and not self.dataset.listed():
+            warnings.warn(
+                f"GroundingLoader has no data: {why_no_shards(self.dataset.spec)}; give the output root "
+                "of a labelling job (or its wds/*.tar), whose shards appear as their manifests are written",
+                stacklevel=2,
+            )
         self.dataset.resume = dict(self.positions)
         self.dataset.resume_listings = {w: listing for w, (epoch, listing) in self.listings.items()
                                         if self.positions.get(w, (None, 0))[0] == epoch}

@@ -123,6 +123,20 @@ def complete_shards(spec: str | Iterable[str], read_manifests: bool = True) -> l
     return unique
 
 
+def why_no_shards(spec: str | Iterable[str]) -> str:
+    """Why `complete_shards(spec)` is empty, in words naming the first place that has nothing."""
+    for item in [spec] if isinstance(spec, str) else list(spec):
+        for url in braceexpand.braceexpand(item):
+            fs, path = _fs(url)
+            if url.endswith(".tar"):
+                return f"no output tar matching {url} has a manifest under its ROOT/_manifests/"
+            fs.invalidate_cache()
+            if not fs.exists(path):
+                return f"{url} does not exist"
+            return f"{url} has no committed shard yet (no {join(url, '_manifests', '*.json')})"
+    return "no output root was given"
+
+
 def open_binary(url: str) -> IO[bytes]:
     """A readable binary stream for a local path or any fsspec URL."""
     fs, path = _fs(url)

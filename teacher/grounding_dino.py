@@ -93,11 +93,14 @@ class GroundingDinoTeacher:
         # On a GPU two callers keep it busy: one call's host work overlaps the other's forward.
         self.concurrent_calls = 2 if self.device.startswith("cuda") else 1
         self.fast_modules = 0
+        self.tensor_checks_skipped = False
         if fast and self.device.startswith("cuda"):
+            from teacher.fast.host_sync import skip_transformers_tensor_checks
             from teacher.fast.precision import precast_weights
 
             self.fast_modules = _install_fast_path(self.model)
             precast_weights(self.model, torch.bfloat16)
+            self.tensor_checks_skipped = skip_transformers_tensor_checks()
 
     def _encode(self, texts: list[str]) -> tuple[dict[str, torch.Tensor], list]:
         enc = self.tokenizer(

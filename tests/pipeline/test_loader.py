@@ -266,3 +266,24 @@ def test_resume_keeps_the_epochs_shards_when_more_are_committed_meanwhile(tmp_pa
     # The interrupted epoch ends over the shards it began with; the next one adds the new shard.
     assert {k: seen[k] for k in epoch} == {k: 2 for k in epoch}
     assert {k: seen[k] for k in new_keys} == {k: 1 for k in new_keys}
+
+
+@pytest.mark.parametrize("where, reason", [
+    ("typo", "does not exist"),
+    ("empty", "has no committed shard yet"),
+    ("empty/wds/*.tar", "no output tar matching"),
+])
+def test_a_loader_with_nothing_to_read_says_why(tmp_path, tok, where, reason) -> None:
+    (tmp_path / "empty").mkdir()
+    loader = GroundingLoader(dataset(tmp_path / where, tok), batch_size=2)
+    with pytest.warns(UserWarning, match=f"GroundingLoader has no data: .*{reason}"):
+        assert list(loader) == []
+
+
+def test_a_loader_with_shards_does_not_warn(output, tok) -> None:
+    import warnings
+
+    root, _ = output
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert next(iter(GroundingLoader(dataset(root, tok), batch_size=2)))

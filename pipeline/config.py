@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from teacher.protocol import GroundingSettings
 
 PROMPT_MODES = ("caption", "phrases")
+PRECISIONS = ("bf16", "fp32")
+DEFAULT_PRECISION = "bf16"
 LOCAL_TEACHER = "local checkpoint"
 
 
@@ -48,6 +50,7 @@ class LabelConfig:
     shard_retries: int = 2
     teacher_tries: int = 3
     fast_teacher: bool = True
+    precision: str = DEFAULT_PRECISION
     allow_pickle_checkpoint: bool = False
     overwrite: bool = False
     relabel_damaged: bool = False
@@ -76,6 +79,8 @@ class LabelConfig:
             raise ConfigError(f"--max-boxes {self.max_boxes} must be at least 1")
         if self.prompt_mode not in PROMPT_MODES:
             raise ConfigError(f"--prompt-mode {self.prompt_mode!r} is not one of {', '.join(PROMPT_MODES)}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"--precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size {self.batch_size} must be at least 1")
         if self.min_size < 1 or self.max_size < self.min_size:
@@ -100,6 +105,10 @@ class LabelConfig:
             # A local checkpoint is known by its content (`teacher_revision`), not by where it
             # lies: a copy of it, or the same folder named by another path, resumes the run.
             settings["teacher"] = LOCAL_TEACHER
+        if self.precision != DEFAULT_PRECISION:
+            # Hashed only when not the default, so outputs labelled before the setting existed
+            # (all bf16 on a GPU) keep their hash and resume.
+            settings["precision"] = self.precision
         settings["schema_version"] = SCHEMA_VERSION
         return settings
 

@@ -130,7 +130,8 @@ def _label(plan, runner, ray_address, init_ray, on_samples, on_outcome) -> list[
                 raise TeacherLoadError(f"--device {cfg.device} but torch sees no CUDA GPU on this machine; use --device cpu, "
                                        "or leave --device unset to use the GPU when there is one")
         try:
-            teacher = load_teacher(cfg.teacher, cfg.grounding_settings(), device=cfg.device, allow_pickle=cfg.allow_pickle_checkpoint, fast=cfg.fast_teacher)
+            teacher = load_teacher(cfg.teacher, cfg.grounding_settings(), device=cfg.device, allow_pickle=cfg.allow_pickle_checkpoint,
+                                   fast=cfg.fast_teacher, precision=cfg.precision)
         except Exception as exc:  # noqa: BLE001 - one sentence for the user, not a traceback
             raise TeacherLoadError(f"cannot load teacher {cfg.teacher}: {_last_line(exc)}") from exc
         workers = cfg.cpu_workers if cfg.cpu_workers is not None else max(1, len(os.sched_getaffinity(0)) - 1)

@@ -72,7 +72,7 @@ class TeacherActor:
             torch.set_num_threads(min(cpu_threads, len(os.sched_getaffinity(0))))
         self.teacher = load_teacher(
             config.teacher, config.grounding_settings(), device=config.device,
-            allow_pickle=config.allow_pickle_checkpoint, fast=config.fast_teacher,
+            allow_pickle=config.allow_pickle_checkpoint, fast=config.fast_teacher, precision=config.precision,
         )
         # A threaded actor (GPU) runs as many predict calls at once as the teacher allows.
         self.calls = threading.Semaphore(concurrent_calls(self.teacher))

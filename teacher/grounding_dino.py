@@ -25,6 +25,7 @@ from teacher.checkpoints import (
     materialise,
     read_json,
 )
+from teacher.fast.precision import autocast_dtype, precast_weights
 from teacher.grounding import (
     cxcywh_to_xyxy,
     merge_detections,
@@ -55,6 +56,7 @@ class GroundingDinoTeacher:
         allow_pickle: bool = False,
         fast: bool = True,
         revision: str | None = None,
+        precision: str = "bf16",
     ) -> None:
         from transformers import AutoModelForZeroShotObjectDetection, AutoTokenizer
 
@@ -86,7 +88,7 @@ class GroundingDinoTeacher:
         std = proc.get("image_std", IMAGENET_STD)
         self._mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1) * 255.0
         self._std = torch.tensor(std, device=self.device).view(1, 3, 1, 1) * 255.0
-        self.autocast_dtype = torch.bfloat16 if self.device.startswith("cuda") else None
+        self.autocast_dtype = autocast_dtype(self.device, precision)
         self._device_lock = threading.Lock()
         self._tokenizer_lock = threading.Lock()
         self._local = threading.local()
@@ -96,10 +98,10 @@ class GroundingDinoTeacher:
         self.tensor_checks_skipped = False
         if fast and self.device.startswith("cuda"):
             from teacher.fast.host_sync import skip_transformers_tensor_checks
-            from teacher.fast.precision import precast_weights
 
             self.fast_modules = _install_fast_path(self.model)
-            precast_weights(self.model, torch.bfloat16)
+            if self.autocast_dtype is not None:  # bf16 weights once, as autocast would cast them
+                precast_weights(self.model, self.autocast_dtype)
             self.tensor_checks_skipped = skip_transformers_tensor_checks()
 
     def _encode(self, texts: list[str]) -> tuple[dict[str, torch.Tensor], list]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from teacher.checkpoints import materialise, read_json
+from teacher.fast.precision import autocast_dtype
 from teacher.protocol import GroundingSettings, Teacher
 
 
@@ -22,9 +23,13 @@ def load_teacher(
     device: str | None = None,
     allow_pickle: bool = False,
     fast: bool = True,
+    precision: str = "bf16",
 ) -> Teacher:
     """Load the backend `spec` names: `glip-t:PATH`, `glip-l:PATH`, a converted GLIP directory,
-    or (the default) a Grounding DINO family checkpoint: hub id, local directory or s3:// prefix."""
+    or (the default) a Grounding DINO family checkpoint: hub id, local directory or s3:// prefix.
+
+    `precision` "bf16" runs a GPU teacher under bf16 autocast, "fp32" in full precision; a CPU
+    teacher always computes in fp32."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -38,11 +43,12 @@ def load_teacher(
 
         import torch
 
-        teacher = load_glip_teacher(spec_local, settings, device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        teacher = load_glip_teacher(spec_local, settings, device, autocast_dtype(device, precision) or torch.float32)
         teacher.teacher_id = spec
         return teacher
     from teacher.grounding_dino import GroundingDinoTeacher
 
-    teacher = GroundingDinoTeacher(spec_local, settings, device=device, allow_pickle=allow_pickle, fast=fast)
+    teacher = GroundingDinoTeacher(spec_local, settings, device=device, allow_pickle=allow_pickle, fast=fast, precision=precision)
     teacher.teacher_id = spec
     return teacher

@@ -12,6 +12,15 @@ import torch
 from torch import nn
 
 CAST_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d)
+PRECISIONS = {"bf16": torch.bfloat16, "fp32": None}
+
+
+def autocast_dtype(device: str, precision: str) -> torch.dtype | None:
+    """The autocast dtype of a teacher on `device` at `precision` ("bf16" or "fp32"); None is
+    full fp32. Only a GPU runs reduced precision: CPU bf16 is slower than fp32 on most CPUs."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    return PRECISIONS[precision] if device.startswith("cuda") else None
 
 
 def precast_weights(model: nn.Module, dtype: torch.dtype = torch.bfloat16) -> int:

@@ -63,11 +63,23 @@ def test_bad_flags_and_inputs_give_one_clear_sentence(tmp_path, tiny_teacher, ca
     cfg.write_text("box_treshold: 0.2\n")
     assert main(["--config", str(cfg), "--input", "x", "--output", "y", "--teacher", "t"]) == 2
     assert "unknown setting 'box_treshold'" in (err := capsys.readouterr().err) and "did you mean 'box_threshold'" in err
+    assert main(["--input", "x", "--output", "y", "--teacher", "t", "--precision", "fp16"]) == 2
+    assert "--precision 'fp16' is not one of bf16, fp32" in capsys.readouterr().err
+
+
+def test_precision_is_hashed_only_when_it_is_not_the_default():
+    from pipeline.config import build_config
+
+    flags = {"input": "x", "output": "y", "teacher": "t"}
+    default, bf16, fp32 = (build_config(dict(flags, precision=p)) for p in (None, "bf16", "fp32"))
+    assert "precision" not in default.hashed_settings()  # outputs made before the setting resume
+    assert default.config_hash() == bf16.config_hash() != fp32.config_hash()
+    assert fp32.hashed_settings()["precision"] == "fp32"
 
 
 def test_yaml_config_is_used_and_flags_override_it(tmp_path, tiny_teacher, generated_shards):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("box_threshold: 0.2\nmax_boxes: 3\nprompt_mode: phrases\n")
+    cfg.write_text("box_threshold: 0.2\nmax_boxes: 3\nprompt_mode: phrases\nprecision: fp32\n")
     out = tmp_path / "out"
     pattern = str(generated_shards / "00000.tar")
     assert main(["--config", str(cfg), "--input", pattern, "--output", str(out), "--teacher", tiny_teacher,
@@ -76,6 +88,7 @@ def test_yaml_config_is_used_and_flags_override_it(tmp_path, tiny_teacher, gener
     assert manifest["settings"]["box_threshold"] == 0.2
     assert manifest["settings"]["max_boxes"] == 2
     assert manifest["settings"]["prompt_mode"] == "phrases"
+    assert manifest["settings"]["precision"] == "fp32"
     import pyarrow.parquet as pq
 
     rows = pq.read_table(out / "parquet" / "00000.parquet").to_pylist()

@@ -57,7 +57,6 @@ def main() -> int:
     from pipeline.inprocess import run_inprocess
     from pipeline.prepare import ShardPreparer, TeacherBatch
     from pipeline.run import plan_run
-    from teacher.fast.host_sync import TENSOR_CHECKS_ENV
     from teacher.load import load_teacher
     from teacher.protocol import GroundingSettings
     from teacher.resilient import predict_resilient
@@ -102,8 +101,7 @@ def main() -> int:
             dt = time.perf_counter() - t
             results[label] = {"images": n_images, "seconds": dt, "images_per_s": n_images / dt,
                               "fast_modules": getattr(teacher, "fast_modules", 0),
-                              # process-wide once a fast teacher is built, so the eager row may share it
-                              "transformers_tensor_checks_skipped": os.environ.get(TENSOR_CHECKS_ENV) == "1",
+                              "tensor_checks_skipped": getattr(teacher, "skip_tensor_checks", False),
                               "padding": padding_efficiency([[r.pixels.shape[:2] for r in b.requests] for b in batches])}
             print(label, results[label], flush=True)
         except Exception as exc:  # noqa: BLE001 - one failing variant still prints the others

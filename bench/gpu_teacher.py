@@ -21,6 +21,7 @@ every variant. CPU smoke check: `TRITON_INTERPRET=1 python bench/gpu_teacher.py 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -36,7 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/gpu_teacher.py`
 sys.path.insert(1, str(Path(__file__).resolve().parent))  # and its sibling teacher_forward.py, from any directory
 
-from teacher.fast.host_sync import TENSOR_CHECKS_ENV  # noqa: E402
+from teacher.fast.host_sync import tensor_checks_skipped  # noqa: E402
 from teacher.fast.msda_selfcheck import msda_selfcheck  # noqa: E402
 from teacher.fast_attention import fast_attention_report, install_fast_attention  # noqa: E402
 from teacher_forward import Outputs, build_model, cuda_graph_fn, forward_fn, make_batch, query_selection, synchronize  # noqa: E402
@@ -89,13 +90,14 @@ def time_fn(fn: Callable, batch, device, *, warmup: int, iters: int, cap_s: floa
     return {"images_per_s": n * done / elapsed, "iters": done, "s_per_iter": elapsed / done, "warmup_s": warm_s}
 
 
-def tensor_checks(fn: Callable, *, on: bool) -> Callable:
-    """Run `fn` with transformers' in-forward tensor checks on (its default) or off (ours: each
-    check reads a device value back, 12 host waits per forward; see teacher/fast/host_sync.py)."""
+def tensor_checks(fn: Callable, model: torch.nn.Module, *, on: bool) -> Callable:
+    """Run `fn` (a forward of `model`) with transformers' in-forward tensor checks on (its
+    default) or skipped (ours: each check reads a device value back, 12 host waits per forward;
+    see teacher/fast/host_sync.py)."""
 
     def call(batch):
-        os.environ[TENSOR_CHECKS_ENV] = "0" if on else "1"
-        return fn(batch)
+        with contextlib.nullcontext() if on else tensor_checks_skipped(model):
+            return fn(batch)
 
     return call
 
@@ -106,11 +108,12 @@ def count_host_syncs(fn: Callable, batch) -> int:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        before = torch.cuda.get_sync_debug_mode()
         torch.cuda.set_sync_debug_mode("warn")
         try:
             fn(batch)
         finally:
-            torch.cuda.set_sync_debug_mode("default")
+            torch.cuda.set_sync_debug_mode(before)
     return sum("synchroniz" in str(w.message) for w in caught)
 
 
@@ -227,10 +230,10 @@ def main(argv: list[str] | None = None) -> int:
     fast_fp32 = copy.deepcopy(fast_model)  # stays fp32: the teacher's --precision fp32
 
     def eager(autocast: bool) -> Callable:
-        return tensor_checks(forward_fn(model, device, autocast=autocast, from_host=False), on=True)
+        return tensor_checks(forward_fn(model, device, autocast=autocast, from_host=False), model, on=True)
 
     def ours(autocast: bool = True, checks: bool = False, **kw) -> Callable:
-        return tensor_checks(forward_fn(fast_model, device, autocast=autocast, from_host=True, **kw), on=checks)
+        return tensor_checks(forward_fn(fast_model, device, autocast=autocast, from_host=True, **kw), fast_model, on=checks)
 
     variants: list[tuple[str, Callable[[], tuple[Callable, int, torch.nn.Module]]]] = [
         ("a_eager_fp32_b1", lambda: (eager(False), 1, model)),
@@ -244,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         # The same with transformers' tensor checks left on: what skipping their host waits gains.
         ("c_ours_precast_checks_on", lambda: (ours(checks=True), batch_size, fast_model)),
         # --precision fp32: the fused kernel without bf16, the reference's arithmetic.
-        ("c_ours_fp32", lambda: (tensor_checks(forward_fn(fast_fp32, device, autocast=False, from_host=True), on=False),
+        ("c_ours_fp32", lambda: (tensor_checks(forward_fn(fast_fp32, device, autocast=False, from_host=True), fast_fp32, on=False),
                                  batch_size, fast_fp32)),
     ]
     # Last, after the profiles: a failed capture is the likeliest way to wreck the CUDA context.
@@ -299,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda" and args.profile and time.perf_counter() - t_start < budget:
         for name, model_, checks in (("b_eager_bf16amp", model, True), ("c_ours_bf16amp", fast_model, False)):
             try:
-                fn = tensor_checks(forward_fn(model_, device, autocast=True, from_host=False), on=checks)
+                fn = tensor_checks(forward_fn(model_, device, autocast=True, from_host=False), model_, on=checks)
                 table = profile_table(fn, host_batch(batch_size), device)
             except Exception as exc:
                 table = f"profile failed: {type(exc).__name__}: {exc}"

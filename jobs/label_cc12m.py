@@ -59,7 +59,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-pixels", type=int, help="refuse images with more pixels than this (default 89478485; decompression bombs)")
     p.add_argument("--spacy-model", help="spaCy model for noun phrases (default en_core_web_sm, else its PyPI copy)")
     p.add_argument("--device", help="teacher device, e.g. cuda or cpu (default: cuda when available)")
-    p.add_argument("--precision", help="teacher arithmetic on a GPU: bf16 (default, faster) or fp32 (the reference's numbers)")
+    p.add_argument("--precision", help="a GPU teacher's arithmetic: bf16 (default) or fp32 (full precision); a CPU teacher computes in fp32")
     p.add_argument("--eager", dest="fast_teacher", action="store_const", const=False, help="use the reference eager teacher, not the fused GPU path")
     p.add_argument("--allow-pickle-checkpoint", action="store_const", const=True, help="allow non-safetensors teacher weights")
     p.add_argument("--overwrite", action="store_const", const=True, help="relabel shards made with other settings")

@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from schemas import SCHEMA_VERSION
+from teacher.protocol import DEFAULT_PRECISION, PRECISIONS
 
 if TYPE_CHECKING:
     from teacher.protocol import GroundingSettings
 
 PROMPT_MODES = ("caption", "phrases")
-PRECISIONS = ("bf16", "fp32")
-DEFAULT_PRECISION = "bf16"
+# Hashed settings left out of the hash at their default (see `hashed_settings`).
+HASHED_ONLY_IF_SET = {"precision": DEFAULT_PRECISION}
 LOCAL_TEACHER = "local checkpoint"
 
 
@@ -105,10 +106,11 @@ class LabelConfig:
             # A local checkpoint is known by its content (`teacher_revision`), not by where it
             # lies: a copy of it, or the same folder named by another path, resumes the run.
             settings["teacher"] = LOCAL_TEACHER
-        if self.precision != DEFAULT_PRECISION:
-            # Hashed only when not the default, so outputs labelled before the setting existed
-            # (all bf16 on a GPU) keep their hash and resume.
-            settings["precision"] = self.precision
+        for name, default in HASHED_ONLY_IF_SET.items():
+            # Settings added later are hashed only when not the default, so outputs labelled
+            # before they existed (all bf16 on a GPU) keep their hash and resume.
+            if getattr(self, name) != default:
+                settings[name] = getattr(self, name)
         settings["schema_version"] = SCHEMA_VERSION
         return settings
 
@@ -190,4 +192,10 @@ def build_config(flags: Mapping[str, Any], yaml_path: str | None = None) -> Labe
 def diff_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """Human-readable differences between two hashed-settings dicts."""
     keys = sorted(set(old) | set(new))
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+
+    def shown(settings: Mapping[str, Any], key: str) -> str:
+        if key not in settings and key in HASHED_ONLY_IF_SET:
+            return f"{HASHED_ONLY_IF_SET[key]!r} (the default)"
+        return repr(settings.get(key))
+
+    return [f"{k}: {shown(old, k)} -> {shown(new, k)}" for k in keys if shown(old, k) != shown(new, k)]

@@ -124,17 +124,23 @@ def complete_shards(spec: str | Iterable[str], read_manifests: bool = True) -> l
 
 
 def why_no_shards(spec: str | Iterable[str]) -> str:
-    """Why `complete_shards(spec)` is empty, in words naming the first place that has nothing."""
+    """Why `complete_shards(spec)` is empty: for each root or tar pattern (the first three),
+    whether its folder exists and, if it does, that no shard there has a manifest."""
+    reasons = []
     for item in [spec] if isinstance(spec, str) else list(spec):
         for url in braceexpand.braceexpand(item):
-            fs, path = _fs(url)
-            if url.endswith(".tar"):
-                return f"no output tar matching {url} has a manifest under its ROOT/_manifests/"
+            root = posixpath.dirname(posixpath.dirname(url)) if url.endswith(".tar") else url
+            fs, path = _fs(root)
             fs.invalidate_cache()
             if not fs.exists(path):
-                return f"{url} does not exist"
-            return f"{url} has no committed shard yet (no {join(url, '_manifests', '*.json')})"
-    return "no output root was given"
+                reasons.append(f"{root} does not exist")
+            elif url.endswith(".tar"):
+                reasons.append(f"no tar matching {url} has a manifest in {join(root, '_manifests')}")
+            else:
+                reasons.append(f"{url} has no committed shard yet (no {join(url, '_manifests', '*.json')})")
+    if not reasons:
+        return "no output root was given"
+    return "; ".join(reasons[:3]) + (f"; and {len(reasons) - 3} more" if len(reasons) > 3 else "")
 
 
 def open_binary(url: str) -> IO[bytes]:

@@ -25,6 +25,7 @@ from teacher.checkpoints import (
     materialise,
     read_json,
 )
+from teacher.fast.host_sync import tensor_checks_skipped
 from teacher.fast.precision import autocast_dtype, precast_weights
 from teacher.grounding import (
     cxcywh_to_xyxy,
@@ -36,7 +37,7 @@ from teacher.grounding import (
     unpack_best_phrases,
 )
 from teacher.prompts import Prompt, build_prompts
-from teacher.protocol import Detection, GroundingSettings, TeacherRequest
+from teacher.protocol import DEFAULT_PRECISION, Detection, GroundingSettings, TeacherRequest
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class GroundingDinoTeacher:
         allow_pickle: bool = False,
         fast: bool = True,
         revision: str | None = None,
-        precision: str = "bf16",
+        precision: str = DEFAULT_PRECISION,
     ) -> None:
         from transformers import AutoModelForZeroShotObjectDetection, AutoTokenizer
 
@@ -95,14 +96,13 @@ class GroundingDinoTeacher:
         # On a GPU two callers keep it busy: one call's host work overlaps the other's forward.
         self.concurrent_calls = 2 if self.device.startswith("cuda") else 1
         self.fast_modules = 0
-        self.tensor_checks_skipped = False
-        if fast and self.device.startswith("cuda"):
-            from teacher.fast.host_sync import skip_transformers_tensor_checks
-
+        # The fast path skips transformers' tensor checks inside the forward: each one makes the
+        # host wait for the GPU (teacher/fast/host_sync.py).
+        self.skip_tensor_checks = fast and self.device.startswith("cuda")
+        if self.skip_tensor_checks:
             self.fast_modules = _install_fast_path(self.model)
             if self.autocast_dtype is not None:  # bf16 weights once, as autocast would cast them
                 precast_weights(self.model, self.autocast_dtype)
-            self.tensor_checks_skipped = skip_transformers_tensor_checks()
 
     def _encode(self, texts: list[str]) -> tuple[dict[str, torch.Tensor], list]:
         enc = self.tokenizer(
@@ -161,10 +161,9 @@ class GroundingDinoTeacher:
             "pixel_values": ((device_batch.permute(0, 3, 1, 2).float() - self._mean) / self._std).contiguous(),
             "pixel_mask": (rows & cols).long(),
         }
-        if self.autocast_dtype is not None:
-            with torch.autocast("cuda", dtype=self.autocast_dtype):
-                out = self.model(**inputs)
-        else:
+        autocast = torch.autocast("cuda", dtype=self.autocast_dtype) if self.autocast_dtype is not None else contextlib.nullcontext()
+        checks = tensor_checks_skipped(self.model) if self.skip_tensor_checks else contextlib.nullcontext()
+        with autocast, checks:
             out = self.model(**inputs)
         logits, boxes = out.logits.float(), out.pred_boxes.float()
         width = logits.shape[-1]  # the model pads token logits to max_text_len

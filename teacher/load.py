@@ -6,7 +6,7 @@ from pathlib import Path
 
 from teacher.checkpoints import materialise, read_json
 from teacher.fast.precision import autocast_dtype
-from teacher.protocol import GroundingSettings, Teacher
+from teacher.protocol import DEFAULT_PRECISION, GroundingSettings, Teacher
 
 
 def _is_glip(spec: str) -> bool:
@@ -23,7 +23,7 @@ def load_teacher(
     device: str | None = None,
     allow_pickle: bool = False,
     fast: bool = True,
-    precision: str = "bf16",
+    precision: str = DEFAULT_PRECISION,
 ) -> Teacher:
     """Load the backend `spec` names: `glip-t:PATH`, `glip-l:PATH`, a converted GLIP directory,
     or (the default) a Grounding DINO family checkpoint: hub id, local directory or s3:// prefix.

@@ -13,6 +13,12 @@ from typing import Protocol, Sequence, runtime_checkable
 import numpy as np
 
 
+# A teacher's arithmetic on a GPU ("bf16": autocast; "fp32": full precision). A CPU teacher
+# computes in fp32 whatever the setting.
+PRECISIONS = ("bf16", "fp32")
+DEFAULT_PRECISION = "bf16"
+
+
 @dataclasses.dataclass(frozen=True)
 class GroundingSettings:
     """How token logits become boxes (DESIGN.md, "Grounding semantics")."""

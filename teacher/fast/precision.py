@@ -11,16 +11,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from teacher.protocol import PRECISIONS
+
 CAST_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d)
-PRECISIONS = {"bf16": torch.bfloat16, "fp32": None}
 
 
 def autocast_dtype(device: str, precision: str) -> torch.dtype | None:
-    """The autocast dtype of a teacher on `device` at `precision` ("bf16" or "fp32"); None is
-    full fp32. Only a GPU runs reduced precision: CPU bf16 is slower than fp32 on most CPUs."""
+    """The autocast dtype of a teacher on `device` at `precision` (`PRECISIONS`); None is full
+    fp32. Only a GPU runs reduced precision: CPU bf16 is slower than fp32 on most CPUs."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
-    return PRECISIONS[precision] if device.startswith("cuda") else None
+    return torch.bfloat16 if precision == "bf16" and device.startswith("cuda") else None
 
 
 def precast_weights(model: nn.Module, dtype: torch.dtype = torch.bfloat16) -> int:

@@ -68,13 +68,14 @@ def test_bad_flags_and_inputs_give_one_clear_sentence(tmp_path, tiny_teacher, ca
 
 
 def test_precision_is_hashed_only_when_it_is_not_the_default():
-    from pipeline.config import build_config
+    from pipeline.config import build_config, diff_settings
 
     flags = {"input": "x", "output": "y", "teacher": "t"}
     default, bf16, fp32 = (build_config(dict(flags, precision=p)) for p in (None, "bf16", "fp32"))
     assert "precision" not in default.hashed_settings()  # outputs made before the setting resume
     assert default.config_hash() == bf16.config_hash() != fp32.config_hash()
     assert fp32.hashed_settings()["precision"] == "fp32"
+    assert diff_settings(default.hashed_settings(), fp32.hashed_settings()) == ["precision: 'bf16' (the default) -> 'fp32'"]
 
 
 def test_yaml_config_is_used_and_flags_override_it(tmp_path, tiny_teacher, generated_shards):

@@ -269,9 +269,11 @@ def test_resume_keeps_the_epochs_shards_when_more_are_committed_meanwhile(tmp_pa
 
 
 @pytest.mark.parametrize("where, reason", [
-    ("typo", "does not exist"),
+    ("typo", "typo does not exist"),
     ("empty", "has no committed shard yet"),
-    ("empty/wds/*.tar", "no output tar matching"),
+    ("empty/wds/*.tar", "no tar matching .*empty/wds/\\*.tar has a manifest"),
+    ("typo/wds/*.tar", "typo does not exist"),
+    ("{empty,typo}", "empty has no committed shard yet .*; .*typo does not exist"),
 ])
 def test_a_loader_with_nothing_to_read_says_why(tmp_path, tok, where, reason) -> None:
     (tmp_path / "empty").mkdir()

@@ -96,10 +96,11 @@ class GroundingDinoTeacher:
         # On a GPU two callers keep it busy: one call's host work overlaps the other's forward.
         self.concurrent_calls = 2 if self.device.startswith("cuda") else 1
         self.fast_modules = 0
-        # The fast path skips transformers' tensor checks inside the forward: each one makes the
-        # host wait for the GPU (teacher/fast/host_sync.py).
-        self.skip_tensor_checks = fast and self.device.startswith("cuda")
-        if self.skip_tensor_checks:
+        fast_path = fast and self.device.startswith("cuda")
+        # The fast path also skips transformers' tensor checks inside the forward: each one makes
+        # the host wait for the GPU (teacher/fast/host_sync.py).
+        self.skip_tensor_checks = fast_path
+        if fast_path:
             self.fast_modules = _install_fast_path(self.model)
             if self.autocast_dtype is not None:  # bf16 weights once, as autocast would cast them
                 precast_weights(self.model, self.autocast_dtype)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from teacher.checkpoints import materialise, read_json
-from teacher.fast.precision import autocast_dtype
 from teacher.protocol import DEFAULT_PRECISION, GroundingSettings, Teacher
 
 
@@ -44,7 +43,7 @@ def load_teacher(
         import torch
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        teacher = load_glip_teacher(spec_local, settings, device, autocast_dtype(device, precision) or torch.float32)
+        teacher = load_glip_teacher(spec_local, settings, device, precision)
         teacher.teacher_id = spec
         return teacher
     from teacher.grounding_dino import GroundingDinoTeacher

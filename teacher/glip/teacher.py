@@ -24,7 +24,8 @@ from teacher.glip.inference import detect
 from teacher.glip.model import GlipModel
 from teacher.glip.preprocess import normalize, pad_batch, resize_pixels
 from teacher.glip.text import build_prompts, encode_prompts, load_tokenizer
-from teacher.protocol import Detection, GroundingSettings, Teacher, TeacherRequest
+from teacher.fast.precision import autocast_dtype
+from teacher.protocol import DEFAULT_PRECISION, Detection, GroundingSettings, Teacher, TeacherRequest
 
 VARIANTS = ("glip-t", "glip-l")
 
@@ -128,8 +129,6 @@ def _dir_revision(path: Path) -> str:
 
 
 def load_glip_teacher(spec: str, settings: GroundingSettings, device: str = "cpu",
-                      dtype: torch.dtype | None = None) -> Teacher:
+                      precision: str = DEFAULT_PRECISION) -> Teacher:
     """Entry point for the generic teacher loader (spec: glip-t:PATH, glip-l:PATH or a dir)."""
-    if dtype is None and torch.device(device).type == "cuda":
-        dtype = torch.bfloat16
-    return GlipTeacher.load(spec, settings, device, dtype)
+    return GlipTeacher.load(spec, settings, device, autocast_dtype(device, precision))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import itertools
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -176,6 +177,8 @@ def test_reads_s3(output, tok) -> None:
         upload(root, f"{bucket}/run1")
         assert [r.shard for r in complete_shards(f"{bucket}/run1")] == ["00000", "00001", "00002", "00003"]
         got = keys_of(GroundingLoader(GroundingShards(f"{bucket}/run{{1,2}}", tok, image=SMALL), batch_size=4, num_workers=2))
+        with pytest.warns(UserWarning, match=re.escape(f"{bucket}/runs does not exist")):  # a mistyped prefix
+            assert list(GroundingLoader(GroundingShards(f"{bucket}/runs", tok, image=SMALL), batch_size=4)) == []
     assert set(got) == {r["key"] for r in committed_rows(built) if r["status"] == "ok" and r["boxes"]}
 
 

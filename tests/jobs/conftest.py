@@ -43,7 +43,6 @@ def cc12m_shard() -> Path:
 def run_job_subprocess(args: list[str], env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     full_env = dict(os.environ)
     full_env.update(env or {})
-    full_env["PYTHONPATH"] = str(ROOT)
     return subprocess.run(
         [sys.executable, str(ROOT / "jobs" / "label_cc12m.py"), "--no-progress", *args],
         cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout,

@@ -12,7 +12,7 @@ def test_demo_runs_and_verifies(tmp_path):
     import subprocess
     import sys
 
-    env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0", PYTHONPATH=str(ROOT))
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
     proc = subprocess.run([sys.executable, "jobs/demo.py", str(tmp_path / "demo"), "--samples", "6"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]

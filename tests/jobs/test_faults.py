@@ -23,7 +23,7 @@ from tests.s3_server import FaultRule
 
 pytestmark = pytest.mark.slow
 
-RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_LOGS": "0", "PYTHONPATH": str(ROOT)}
+RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_LOGS": "0"}
 # Full-size-ish inputs make each shard take several seconds on the CPU: time to kill a worker mid-shard.
 SLOW_FLAGS = ["--min-size", "480", "--max-size", "640", "--batch-size", "2"]
 PIDS = re.compile(r"teacher actor\(s\) on \w+ \(pids \[(\d+)\][^)]*\), \d+ CPU actor\(s\) \(pids \[([\d, ]+)\]\)")

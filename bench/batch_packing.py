@@ -26,11 +26,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"
 
-from pipeline.batching import ShapeBatcher, padding_efficiency  # noqa: E402
-from pipeline.images import teacher_size  # noqa: E402
+from pipeline.stages.batching import ShapeBatcher, padding_efficiency  # noqa: E402
+from pipeline.stages.images import teacher_size  # noqa: E402
 
 BATCH, OLD_WINDOW, NEW_WINDOW, CARRY = 16, 64, 32, 48
 
@@ -56,7 +55,7 @@ def size_distributions() -> dict[str, list[tuple[int, int]]]:
     """(width, height) originals per source."""
     from PIL import Image
 
-    from pipeline.samples import _draw_size
+    from pipeline.tools.sample_shards import _draw_size
 
     rng = random.Random(0)
     out: dict[str, list[tuple[int, int]]] = {}
@@ -72,7 +71,7 @@ def size_distributions() -> dict[str, list[tuple[int, int]]]:
         with tarfile.open(cc12m) as tf:
             real = [Image.open(io.BytesIO(tf.extractfile(m).read())).size for m in tf if m.name.endswith(".jpg")]
         out[f"CC12M shard ({len(real)} photos, resampled to 2,000)"] = [rng.choice(real) for _ in range(2000)]
-    out["generated samples (pipeline.samples, 2,000)"] = [_draw_size(rng, 1600) for _ in range(2000)]
+    out["generated samples (pipeline.tools.sample_shards, 2,000)"] = [_draw_size(rng, 1600) for _ in range(2000)]
     if len(out) == 1:
         print(f"(real size data not found under {SHARED}: only generated sizes)")
     return out
@@ -93,8 +92,8 @@ def part_teacher(samples: int, runs: int, min_size: int, max_size: int) -> None:
     import torch
 
     from pipeline.config import build_config
-    from pipeline.prepare import ShardPreparer, TeacherBatch
-    from pipeline.samples import write_sample_shards
+    from pipeline.stages.prepare import ShardPreparer, TeacherBatch
+    from pipeline.tools.sample_shards import write_sample_shards
     from teacher.load import load_teacher
     from teacher.tiny import write_tiny_teacher
 

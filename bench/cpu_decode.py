@@ -2,7 +2,7 @@
 
     python bench/cpu_decode.py [--cc12m PATH] [--seconds 2] [--min-size 800] [--max-size 1333]
 
-Runs `pipeline.images.decode_for_teacher` in this one process (one core: Pillow decodes and
+Runs `pipeline.stages.images.decode_for_teacher` in this one process (one core: Pillow decodes and
 resizes on the calling thread) over the real CC12M shard and over generated large JPEGs, and
 prints samples/s with draft off and on, and their ratio. It answers "how many CPU cores feed one
 GPU": divide the teacher's images/s by the samples/s here.
@@ -27,10 +27,9 @@ import PIL
 from PIL import Image, features
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from pipeline.images import decode_for_teacher, is_image_member  # noqa: E402
-from pipeline.samples import draw_picture  # noqa: E402
+from pipeline.stages.images import decode_for_teacher, is_image_member  # noqa: E402
+from pipeline.tools.sample_shards import draw_picture  # noqa: E402
 
 DEFAULT_CC12M = REPO.parent / "shared" / "data" / "cc12m" / "cc12m-train-0000.tar"
 

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 SIZES = {"min_size": 224, "max_size": 320, "batch_size": 8}
@@ -34,7 +33,7 @@ class PlainLoop:
     default threads (every core) for the teacher."""
 
     def __init__(self, teacher_dir: str) -> None:
-        from pipeline.prepare import ShardPreparer
+        from pipeline.stages.prepare import ShardPreparer
         from teacher.load import load_teacher
 
         cfg = _config("unused", "unused", teacher_dir)
@@ -42,9 +41,9 @@ class PlainLoop:
         self.preparer = ShardPreparer(cfg)
 
     def run(self, inputs: str, output: str) -> tuple[float, int]:
-        from pipeline.prepare import PreparedShard, TeacherBatch
-        from pipeline.run import plan_run
-        from pipeline.writer import apply_detections, write_shard
+        from pipeline.stages.prepare import PreparedShard, TeacherBatch
+        from pipeline.plan import plan_run
+        from pipeline.stages.write import apply_detections, write_shard
         from teacher.resilient import predict_resilient
 
         plan = plan_run(_config(inputs, output, self.teacher.teacher_id))
@@ -58,8 +57,7 @@ class PlainLoop:
                 elif isinstance(item, PreparedShard):
                     for rows, dets in results:
                         apply_detections(item, rows, dets)
-                    write_shard(item, output=output, config_hash=plan.config_hash, settings=plan.settings,
-                                teacher_id=self.teacher.teacher_id, teacher_revision=self.teacher.revision, run_id=plan.run_id)
+                    write_shard(item, plan.commit(self.teacher.teacher_id, self.teacher.revision))
                     samples += len(item.rows)
         return time.perf_counter() - t0, samples
 
@@ -70,8 +68,8 @@ class RayPipeline:
     def __init__(self, teacher_dir: str, inputs: str, output: str, **extra) -> None:
         import ray
 
-        from pipeline.ray_runner import RayRunner
-        from pipeline.run import plan_run
+        from pipeline.runners.ray_runner import RayRunner
+        from pipeline.plan import plan_run
 
         if not ray.is_initialized():
             ray.init(num_cpus=os.cpu_count(), runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}}, log_to_driver=False)
@@ -107,7 +105,7 @@ def part_speed(work: Path, teacher_dir: str, runs: int, teacher_threads: int | N
     and a just-started local Ray still starting its own processes). The ratio is of the medians."""
     from statistics import median
 
-    from pipeline.samples import write_sample_shards
+    from pipeline.tools.sample_shards import write_sample_shards
 
     inputs = work / "speed-in"
     if not inputs.exists():
@@ -151,7 +149,7 @@ def part_memory(work: Path, teacher_dir: str) -> dict:
 
 
 def part_memory_one(work: Path, teacher_dir: str, shards: int) -> dict:
-    from pipeline.samples import write_sample_shards
+    from pipeline.tools.sample_shards import write_sample_shards
 
     inputs = work / f"mem-in-{shards}"
     write_sample_shards(str(inputs), shards=shards, samples=3, seed=9, max_side=256)

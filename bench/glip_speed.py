@@ -11,13 +11,10 @@ Prints one line per variant with images/s.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from teacher.glip.config import GlipConfig, config_for_variant  # noqa: E402
 from teacher.glip.inference import detect  # noqa: E402

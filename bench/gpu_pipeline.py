@@ -19,8 +19,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from shard_args import add_shard_args
+
 
 
 def write_full_teacher(out: Path) -> Path:
@@ -42,21 +42,18 @@ def write_full_teacher(out: Path) -> Path:
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--shards", type=int, default=8)
-    p.add_argument("--samples", type=int, default=64)
-    p.add_argument("--batch-size", type=int, default=16)
+    add_shard_args(p, shards=8, samples=64)
     p.add_argument("--cpu-workers", type=int, default=12)
     p.add_argument("--device", default="cuda")
     p.add_argument("--transports", default="shm,pipe", help="how worker processes hand batches over, each measured")
     p.add_argument("--tiny", action="store_true", help="tiny model and small inputs (CPU smoke run)")
-    p.add_argument("--max-side", type=int, default=1024, help="largest generated image side")
     args = p.parse_args()
 
-    from pipeline.batching import padding_efficiency
+    from pipeline.stages.batching import padding_efficiency
     from pipeline.config import build_config
-    from pipeline.inprocess import run_inprocess
-    from pipeline.prepare import ShardPreparer, TeacherBatch
-    from pipeline.run import plan_run
+    from pipeline.runners.inprocess import InProcessRunner
+    from pipeline.stages.prepare import ShardPreparer, TeacherBatch
+    from pipeline.plan import plan_run
     from teacher.load import load_teacher
     from teacher.protocol import GroundingSettings
     from teacher.resilient import predict_resilient
@@ -116,9 +113,10 @@ def main() -> int:
             if fast_teacher is None:
                 fast_teacher = load_teacher(str(ckpt), settings, device=args.device, fast=True)
                 predict_resilient(fast_teacher, batches[0].requests)
-            stats: dict = {}
             t = time.perf_counter()
-            outcomes = run_inprocess(plan_run(cfg), fast_teacher, cpu_workers=args.cpu_workers, transport=transport, stats=stats)
+            runner = InProcessRunner(plan_run(cfg), fast_teacher, cpu_workers=args.cpu_workers, transport=transport)
+            outcomes = runner.run()
+            stats = runner.stats
             t_end = time.perf_counter()
             ok = sum(o.manifest.status_counts.get("ok", 0) for o in outcomes if o.manifest)
             errors = [o.error for o in outcomes if o.error]
@@ -158,7 +156,7 @@ def main() -> int:
 
 
 def _write_one(job: tuple[str, int, int, int]) -> None:
-    from pipeline.samples import write_sample_shards
+    from pipeline.tools.sample_shards import write_sample_shards
 
     out, shard, samples, max_side = job
     write_sample_shards(out, shards=1, samples=samples, seed=1, start=shard, max_side=max_side)

@@ -1,4 +1,4 @@
-"""Teacher throughput on one GPU: transformers eager baselines against our fast path (issue 4).
+"""Teacher throughput on one GPU: transformers eager baselines against our fast path.
 
 Prepared for a single short `device` run (an H200, a few minutes): builds Grounding DINO from the
 default `GroundingDinoConfig()` (Swin-T + BERT-base) with seeded random weights (no download),
@@ -34,8 +34,6 @@ from typing import Callable
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/gpu_teacher.py`
-sys.path.insert(1, str(Path(__file__).resolve().parent))  # and its sibling teacher_forward.py, from any directory
 
 from teacher.fast.host_sync import tensor_checks_skipped  # noqa: E402
 from teacher.fast.msda_selfcheck import msda_selfcheck  # noqa: E402

@@ -10,12 +10,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(1, str(Path(__file__).resolve().parent))
 
 from teacher.fast.host_sync import HostSyncAudit, tensor_checks_skipped  # noqa: E402
 from teacher_forward import build_model, forward_fn, make_batch  # noqa: E402

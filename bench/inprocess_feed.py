@@ -23,10 +23,10 @@ import threading
 import time
 from pathlib import Path
 
+from shard_args import add_shard_args
+
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 class StandInTeacher:
@@ -96,8 +96,8 @@ def measure_callers(regime: tuple[float, float, float], batches: list, base: dic
     from statistics import median
 
     from pipeline.config import build_config
-    from pipeline.inprocess import run_inprocess
-    from pipeline.run import plan_run
+    from pipeline.runners.inprocess import InProcessRunner
+    from pipeline.plan import plan_run
 
     images = sum(len(b.requests) for b in batches)
     result: dict = {}
@@ -110,8 +110,9 @@ def measure_callers(regime: tuple[float, float, float], batches: list, base: dic
         rates = []
         for _ in range(runs):
             cfg = build_config(dict(base, output=tempfile.mkdtemp(prefix=f"out-{callers}-", dir=work)))
-            stats: dict = {}
-            outcomes = run_inprocess(plan_run(cfg), teacher, cpu_workers=cpu_workers, transport="shm", stats=stats)
+            runner = InProcessRunner(plan_run(cfg), teacher, cpu_workers=cpu_workers, transport="shm")
+            outcomes = runner.run()
+            stats = runner.stats
             if any(o.error for o in outcomes):
                 raise RuntimeError(str([o.error for o in outcomes if o.error]))
             rates.append(stats["teacher_images"] / (stats["last_batch_done_at"] - stats["first_batch_at"]))
@@ -124,8 +125,8 @@ def measure(teacher: StandInTeacher, batches: list, base: dict, work: Path, cpu_
     from statistics import median
 
     from pipeline.config import build_config
-    from pipeline.inprocess import run_inprocess
-    from pipeline.run import plan_run
+    from pipeline.runners.inprocess import InProcessRunner
+    from pipeline.plan import plan_run
 
     images = sum(len(b.requests) for b in batches)
     t = time.perf_counter()
@@ -137,8 +138,9 @@ def measure(teacher: StandInTeacher, batches: list, base: dict, work: Path, cpu_
         rates, waits, slowdown = [], [], []
         for run in range(runs):
             cfg = build_config(dict(base, output=tempfile.mkdtemp(prefix=f"out-{transport}-", dir=work)))
-            stats: dict = {}
-            outcomes = run_inprocess(plan_run(cfg), teacher, cpu_workers=cpu_workers, transport=transport, stats=stats)
+            runner = InProcessRunner(plan_run(cfg), teacher, cpu_workers=cpu_workers, transport=transport)
+            outcomes = runner.run()
+            stats = runner.stats
             if any(o.error for o in outcomes) or stats["transport"] != transport:
                 raise RuntimeError(f"{transport}: {[o.error for o in outcomes if o.error]} {stats}")
             steady = stats["last_batch_done_at"] - stats["first_batch_at"]
@@ -151,12 +153,9 @@ def measure(teacher: StandInTeacher, batches: list, base: dict, work: Path, cpu_
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--shards", type=int, default=6)
-    p.add_argument("--samples", type=int, default=32)
-    p.add_argument("--batch-size", type=int, default=16)
+    add_shard_args(p, shards=6, samples=32)
     p.add_argument("--min-size", type=int, default=800)
     p.add_argument("--max-size", type=int, default=1333)
-    p.add_argument("--max-side", type=int, default=1024, help="largest generated image side")
     p.add_argument("--regimes", default="200:40,40:200",
                    help="stand-in per-batch milliseconds holding:releasing the GIL, comma-separated; "
                         "HOST:LAUNCH:GPU (three numbers) measures 1 vs 2 concurrent callers instead")
@@ -165,8 +164,8 @@ def main() -> int:
     args = p.parse_args()
 
     from pipeline.config import build_config
-    from pipeline.prepare import ShardPreparer, TeacherBatch
-    from pipeline.samples import write_sample_shards
+    from pipeline.stages.prepare import ShardPreparer, TeacherBatch
+    from pipeline.tools.sample_shards import write_sample_shards
 
     work = Path(tempfile.mkdtemp(prefix="inprocess-feed-"))
     write_sample_shards(str(work / "in"), shards=args.shards, samples=args.samples, seed=3, max_side=args.max_side)

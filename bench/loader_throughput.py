@@ -19,13 +19,12 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from pipeline.loader import GroundingLoader, GroundingShards  # noqa: E402
-from pipeline.loader_shards import complete_shards  # noqa: E402
-from pipeline.loader_targets import ImageConfig, LabelFilter, TextConfig  # noqa: E402
+from pipeline.training.loader import GroundingLoader, GroundingShards  # noqa: E402
+from pipeline.io.committed import complete_shards  # noqa: E402
+from pipeline.training.targets import ImageConfig, LabelFilter, TextConfig  # noqa: E402
 
 CC12M_SIZES = [(640, 480), (512, 683), (800, 533), (600, 600), (840, 560)]
 

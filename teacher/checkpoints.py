@@ -12,6 +12,9 @@ import json
 import os
 from pathlib import Path
 
+from pipeline.io import storage
+from teacher.spec import TeacherSpec
+
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 
@@ -23,18 +26,12 @@ def cache_root() -> Path:
     return Path(os.environ.get("PSEUDOLABEL_CACHE", Path.home() / ".cache" / "glip-pseudolabel"))
 
 
-def is_remote(spec: str) -> bool:
-    return "://" in spec and not spec.startswith("file://")
-
-
 def materialise(spec: str) -> str:
     """Return a local directory (or a hub id unchanged) for `spec`; copies remote prefixes once."""
-    if spec.startswith("file://"):
-        spec = spec[len("file://"):]
-    if not is_remote(spec):
-        return spec
-    import fsspec
-
+    parsed = TeacherSpec.parse(spec)
+    if not parsed.is_remote:
+        return parsed.location
+    spec = parsed.location
     digest = hashlib.sha256(spec.rstrip("/").encode()).hexdigest()[:16]
     target = cache_root() / "checkpoints" / digest
     done = target / ".complete"
@@ -42,19 +39,18 @@ def materialise(spec: str) -> str:
     with open(str(target) + ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not done.exists():
-            fs, root = fsspec.core.url_to_fs(spec)
-            files = [p for p in fs.find(root) if not p.endswith("/")]
+            root = spec.rstrip("/")
+            files = storage.find_files(root)
             if not files:
                 raise CheckpointError(f"teacher checkpoint {spec} holds no files; check the --teacher prefix")
             tmp = Path(str(target) + ".partial")
             tmp.mkdir(parents=True, exist_ok=True)
-            for path in files:
-                rel = os.path.relpath(path, root.rstrip("/"))
-                if rel.startswith(".."):
+            for url in files:
+                if not url.startswith(root + "/"):
                     continue
-                dest = tmp / rel
+                dest = tmp / url[len(root) + 1:]
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                fs.get_file(path, str(dest))
+                storage.download(url, str(dest))
             if target.exists():
                 import shutil
 
@@ -110,18 +106,14 @@ def read_json(path: Path) -> dict:
 def validate_teacher_spec(spec: str, allow_pickle: bool = False) -> None:
     """Fail fast, on the driver, for a teacher that cannot load: a missing file or a directory
     that is no checkpoint. Hub ids and remote prefixes are checked when the workers load them."""
-    for prefix in ("glip-t:", "glip-l:"):
-        if spec.startswith(prefix):
-            path = Path(spec[len(prefix):]).expanduser()
-            if not path.exists():
-                raise CheckpointError(f"teacher checkpoint {path} does not exist; give the official {prefix[:-1].upper()} .pth or a converted directory")
-            return
-    if is_remote(spec):
+    parsed = TeacherSpec.parse(spec)
+    path = parsed.local_path()
+    if parsed.variant:
+        if not path.exists():
+            raise CheckpointError(f"teacher checkpoint {path} does not exist; give the official {parsed.variant.upper()} .pth or a converted directory")
         return
-    path = Path(spec).expanduser()
-    looks_local = spec.startswith((".", "/", "~")) or path.exists()
-    if not looks_local:
-        return  # a Hugging Face id
+    if not parsed.is_local:
+        return  # a remote prefix or a Hugging Face id: checked where the workers load it
     if not path.is_dir():
         raise CheckpointError(f"teacher checkpoint {spec} does not exist or is not a directory; give a checkpoint directory (python -m teacher.tiny DIR writes a tiny one), an s3:// prefix or a Hugging Face id")
     if not (path / "config.json").exists():

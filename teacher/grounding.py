@@ -150,17 +150,8 @@ def unpack_best_phrases(packed: torch.Tensor) -> tuple[np.ndarray, np.ndarray, n
     return arr[..., 0], arr[..., 1].astype(np.int64), arr[..., 2:6]
 
 
-def select_from_best(
-    best: np.ndarray,
-    phrase: np.ndarray,
-    boxes: np.ndarray,
-    *,
-    width: int,
-    height: int,
-    box_threshold: float,
-    nms_iou: float,
-    max_boxes: int,
-) -> list[tuple[int, float, float, float, float, float]]:
+def select_from_best(best: np.ndarray, phrase: np.ndarray, boxes: np.ndarray, *, width: int, height: int,
+                     box_threshold: float, nms_iou: float, max_boxes: int) -> list[tuple[int, float, float, float, float, float]]:
     """Host side for one image: threshold the best-phrase scores, clip boxes to the frame,
     NMS per phrase, keep the top `max_boxes`. Returns (phrase, x0, y0, x1, y1, score) tuples."""
     keep = best >= box_threshold
@@ -180,16 +171,8 @@ def select_from_best(
     ]
 
 
-def select_detections(
-    scores: torch.Tensor,
-    boxes_xyxy: torch.Tensor,
-    *,
-    width: int,
-    height: int,
-    box_threshold: float,
-    nms_iou: float,
-    max_boxes: int,
-) -> list[tuple[int, float, float, float, float, float]]:
+def select_detections(scores: torch.Tensor, boxes_xyxy: torch.Tensor, *, width: int, height: int,
+                      box_threshold: float, nms_iou: float, max_boxes: int) -> list[tuple[int, float, float, float, float, float]]:
     """One image: [queries, phrases] scores and [queries, 4] pixel boxes -> kept detections.
 
     Each box takes its highest-scoring phrase; it is kept when that score >= box_threshold.

@@ -1,6 +1,6 @@
 """Default teacher backend: `transformers` zero-shot detectors of the Grounding DINO family.
 
-DESIGN.md's grounding semantics are applied here on the model's token logits (not through
+The grounding semantics (ARCHITECTURE.md) are applied here on the model's token logits (not through
 transformers' post-processing): phrases map to tokens by the tokenizer's offsets, a box's phrase
 score is the mean token probability, then threshold, per-phrase NMS and top-K.
 """
@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from pipeline.errors import describe_error
 from teacher.checkpoints import (
     CheckpointError,
     check_weight_format,
@@ -38,6 +39,7 @@ from teacher.grounding import (
 )
 from teacher.prompts import Prompt, build_prompts
 from teacher.protocol import DEFAULT_PRECISION, Detection, GroundingSettings, TeacherRequest
+from teacher.spec import TeacherSpec
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,7 @@ class GroundingDinoTeacher:
         is_dir = Path(path).is_dir()
         if is_dir:
             check_weight_format(path, allow_pickle)
-        elif spec.startswith((".", "/")):
+        elif TeacherSpec.parse(spec).is_local:
             raise CheckpointError(f"teacher checkpoint {spec} does not exist; give a local directory, an s3:// prefix or a Hugging Face id")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=False)
@@ -76,7 +78,7 @@ class GroundingDinoTeacher:
             )
         except OSError as exc:
             raise CheckpointError(
-                f"cannot load teacher checkpoint {spec} ({exc.__class__.__name__}: {str(exc).splitlines()[0]}); "
+                f"cannot load teacher checkpoint {spec} ({describe_error(exc)}); "
                 "give a local directory with config.json and safetensors weights, an s3:// prefix, "
                 "or a Hugging Face id reachable from this machine"
             ) from exc

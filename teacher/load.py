@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from teacher.checkpoints import materialise, read_json
+from teacher.checkpoints import materialise
 from teacher.protocol import DEFAULT_PRECISION, GroundingSettings, Teacher
-
-
-def _is_glip(spec: str) -> bool:
-    if spec.startswith(("glip-t:", "glip-l:")):
-        return True
-    local = Path(spec)
-    return local.is_dir() and read_json(local / "config.json").get("model_type") == "glip"
+from teacher.spec import TeacherSpec
 
 
 def load_teacher(
@@ -31,23 +23,22 @@ def load_teacher(
     teacher always computes in fp32."""
     from transformers.utils import logging as hf_logging
 
+    from teacher.glip.checkpoint import is_glip_checkpoint_dir
+
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
-    if not spec.startswith(("glip-t:", "glip-l:")) and "://" in spec:
-        spec_local = materialise(spec)
-    else:
-        spec_local = spec
-    if _is_glip(spec_local):
-        from teacher.glip import load_glip_teacher
-
+    parsed = TeacherSpec.parse(spec)
+    local = spec if parsed.variant else materialise(spec)
+    if parsed.variant or is_glip_checkpoint_dir(local):
         import torch
 
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        teacher = load_glip_teacher(spec_local, settings, device, precision)
-        teacher.teacher_id = spec
-        return teacher
-    from teacher.grounding_dino import GroundingDinoTeacher
+        from teacher.glip import load_glip_teacher
 
-    teacher = GroundingDinoTeacher(spec_local, settings, device=device, allow_pickle=allow_pickle, fast=fast, precision=precision)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        teacher = load_glip_teacher(local, settings, device, precision)
+    else:
+        from teacher.grounding_dino import GroundingDinoTeacher
+
+        teacher = GroundingDinoTeacher(local, settings, device=device, allow_pickle=allow_pickle, fast=fast, precision=precision)
     teacher.teacher_id = spec
     return teacher

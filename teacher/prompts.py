@@ -1,6 +1,6 @@
 """Turn a caption and its phrase spans into text prompts that fit the text encoder.
 
-Two modes (DESIGN.md): `caption` uses the caption itself (GLIP's contextual grounding);
+Two modes: `caption` uses the caption itself (GLIP's contextual grounding);
 `phrases` joins the phrases as a detection prompt ("a dog. a red frisbee."). Prompts longer
 than the encoder's limit are split into several windows of whole phrases; every prompt
 remembers which original phrase each of its spans is, so boxes map back to the caption.

@@ -21,7 +21,7 @@ DEFAULT_PRECISION = "bf16"
 
 @dataclasses.dataclass(frozen=True)
 class GroundingSettings:
-    """How token logits become boxes (DESIGN.md, "Grounding semantics")."""
+    """How token logits become boxes (ARCHITECTURE.md, "Grounding semantics")."""
 
     box_threshold: float = 0.1
     nms_iou: float = 0.5

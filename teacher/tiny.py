@@ -49,36 +49,14 @@ def build_vocab() -> list[str]:
 def tiny_config(vocab_size: int):
     from transformers import BertConfig, GroundingDinoConfig, SwinConfig
 
-    backbone = SwinConfig(
-        embed_dim=24,
-        depths=[1, 1, 1, 1],
-        num_heads=[1, 1, 2, 2],
-        window_size=7,
-        out_features=["stage2", "stage3", "stage4"],
-    )
-    text = BertConfig(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=512,
-    )
+    backbone = SwinConfig(embed_dim=24, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2], window_size=7,
+                          out_features=["stage2", "stage3", "stage4"])
+    text = BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                      intermediate_size=64, max_position_embeddings=512)
     return GroundingDinoConfig(
-        backbone_config=backbone,
-        text_config=text,
-        d_model=32,
-        encoder_layers=1,
-        decoder_layers=2,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=64,
-        decoder_ffn_dim=64,
-        num_queries=50,
-        num_feature_levels=4,
-        encoder_n_points=2,
-        decoder_n_points=2,
-        max_text_len=256,
+        backbone_config=backbone, text_config=text, d_model=32, encoder_layers=1, decoder_layers=2,
+        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+        num_queries=50, num_feature_levels=4, encoder_n_points=2, decoder_n_points=2, max_text_len=256,
     )
 
 

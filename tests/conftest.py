@@ -1,15 +1,41 @@
-"""Shared fixtures: a moto S3 server for the session, a fresh bucket per test, a fault proxy."""
+"""Fixtures every test folder may use: the tiny teacher, generated input shards, the real CC12M
+shard, a moto S3 server for the session with a fresh bucket per test, a fault proxy."""
 
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Iterator
 
 import boto3
 import fsspec
 import pytest
 
+from tests.project import CC12M
 from tests.s3_server import FaultProxy, MotoServer, S3Env, s3_env_vars
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tmp_path_factory) -> str:
+    from teacher.tiny import write_tiny_teacher
+
+    return str(write_tiny_teacher(tmp_path_factory.mktemp("tiny-teacher")))
+
+
+@pytest.fixture(scope="session")
+def generated_shards(tmp_path_factory) -> Path:
+    from pipeline.tools.sample_shards import write_sample_shards
+
+    d = tmp_path_factory.mktemp("shards")
+    write_sample_shards(str(d), shards=2, samples=12, seed=7)
+    return d
+
+
+@pytest.fixture
+def cc12m_shard() -> Path:
+    if not CC12M.exists():
+        pytest.skip(f"needs the real CC12M shard at {CC12M} (../shared/data is absent)")
+    return CC12M
 
 
 def _clear_fsspec_cache() -> None:

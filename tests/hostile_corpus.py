@@ -1,11 +1,11 @@
-"""A shard of hostile web input, with the status each sample should end with (issue 3).
+"""A shard of hostile web input, with the status each sample should end with.
 
 `write_hostile_shard(path)` writes one img2dataset-like tar and returns {key: expected status}.
 `hostile_samples()` gives the same samples with the facts a decoding test checks (decoded
 size, EXIF orientation). `truncate_tar` cuts a tar to simulate a partial download.
 
 Expected statuses come in two kinds:
-- Image and caption facts that `pipeline.images` decides (decode_error, image_too_large,
+- Image and caption facts that `pipeline.stages.images` decides (decode_error, image_too_large,
   decoded sizes): tested directly in tests/pipeline/test_images.py.
 - Facts that depend on the shard reader and the caption parser (which member names make a
   key, how `.txt` bytes are decoded, what a duplicate key becomes). Those samples carry
@@ -33,8 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, features
 
-from pipeline.images import IMAGE_EXTENSIONS
-from pipeline.samples import tar_info
+from pipeline.stages.images import IMAGE_EXTENSIONS
+from pipeline.tools.sample_shards import tar_info
 from schemas.rows import Status
 
 OK_CAPTION = "a red car parked next to a white house"

@@ -17,12 +17,13 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from tests.project import ROOT
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-ROOT = Path(__file__).resolve().parents[1]
 LOCKS = {"runtime": ROOT / "requirements" / "lock.txt", "dev": ROOT / "requirements" / "lock-dev.txt"}
 PYTHONS = ("3.10", "3.11", "3.12")
 

@@ -16,6 +16,14 @@ every query in the block, and gathers the four bilinear corners as [BLOCK_Q, hea
 Corners outside the map are masked off, which is grid_sample's zero padding. Accumulation is
 fp32 whatever the input dtype; the grid_sample path instead materialises every sample for every
 level, stacks them and reduces, which is where its memory traffic goes.
+
+Tensors: value [B, rows, H, D]; locations [B, Q, H, L, P, 2]; weights [B, Q, H, L, P];
+out [B, Q, H*D]; shapes [L, 2] (height, width) and starts [L] integer; all contiguous. Batch
+offsets are applied to the base pointers in 64-bit; offsets inside one image fit in 32 bits
+(rows * heads * head_dim and queries * heads * levels * points * 2 are far below 2**31 for any
+detector input), which keeps the per-element address arithmetic cheap. Levels and points are
+runtime loops on purpose: unrolling them all (16 x 4 gathers of a [BLOCK_Q, BLOCK_D] tile) made a
+2 MB cubin that took minutes to compile.
 """
 
 from __future__ import annotations
@@ -39,10 +47,7 @@ def msda_forward_kernel(
     BLOCK_Q: tl.constexpr,
     BLOCK_D: tl.constexpr,
 ):
-    """value [B, rows, H, D]; locations [B, Q, H, L, P, 2]; weights [B, Q, H, L, P]; out [B, Q, H*D].
-
-    All tensors are contiguous. shapes [L, 2] (height, width) and starts [L] are integer tensors.
-    """
+    """One block of queries of one (batch, head); the tensors are described in the module docstring."""
     pid_q = tl.program_id(0)
     pid_bh = tl.program_id(1)
     batch = (pid_bh // NUM_HEADS).to(tl.int64)
@@ -53,9 +58,6 @@ def msda_forward_kernel(
     q_mask = offs_q < num_queries
     d_mask = offs_d < HEAD_DIM  # all-true when head_dim is a power of two; Triton folds it
 
-    # Batch offsets are applied to the base pointers in 64-bit; offsets inside one image fit in
-    # 32 bits (rows * heads * head_dim and queries * heads * levels * points * 2 are far below
-    # 2**31 for any detector input), which keeps the per-element address arithmetic cheap.
     row_stride = NUM_HEADS * HEAD_DIM
     value_base = value_ptr + batch * num_rows * row_stride + head * HEAD_DIM
     lp_per_query = NUM_HEADS * NUM_LEVELS * NUM_POINTS
@@ -65,8 +67,6 @@ def msda_forward_kernel(
     base_lp = (offs_q * NUM_HEADS + head) * (NUM_LEVELS * NUM_POINTS)
 
     acc = tl.full([BLOCK_Q, BLOCK_D], 0.0, dtype=tl.float32)
-    # Levels and points are runtime loops on purpose: unrolling them all (16 x 4 gathers of a
-    # [BLOCK_Q, BLOCK_D] tile) made a 2 MB cubin that took minutes to compile.
     for level in range(NUM_LEVELS):
         height = tl.load(shapes_ptr + 2 * level).to(tl.int32)
         width = tl.load(shapes_ptr + 2 * level + 1).to(tl.int32)
@@ -98,17 +98,11 @@ def msda_forward_kernel(
                 cxi = tl.minimum(tl.maximum(cx, 0.0), width_f - 1.0).to(tl.int32)
                 cyi = tl.minimum(tl.maximum(cy, 0.0), height_f - 1.0).to(tl.int32)
                 rows = start + cyi * width + cxi
-                tile = tl.load(
-                    value_base + rows[:, None] * row_stride + offs_d[None, :],
-                    mask=inside[:, None] & d_mask[None, :],
-                    other=0.0,
-                ).to(tl.float32)
+                tile = tl.load(value_base + rows[:, None] * row_stride + offs_d[None, :],
+                               mask=inside[:, None] & d_mask[None, :], other=0.0).to(tl.float32)
                 scale = tl.where(inside, weight * wx * wy, 0.0)
                 acc += scale[:, None] * tile
 
     out_base = out_ptr + batch * num_queries * row_stride + head * HEAD_DIM
-    tl.store(
-        out_base + offs_q[:, None] * row_stride + offs_d[None, :],
-        acc.to(out_ptr.dtype.element_ty),
-        mask=q_mask[:, None] & d_mask[None, :],
-    )
+    tl.store(out_base + offs_q[:, None] * row_stride + offs_d[None, :], acc.to(out_ptr.dtype.element_ty),
+             mask=q_mask[:, None] & d_mask[None, :])

@@ -85,37 +85,13 @@ def msda_triton(
     inconsistent shapes or unsupported dtypes. Locations and weights may be any float dtype;
     they are read and interpolated in fp32.
     """
-    reason = triton_import_error()
-    if reason is not None:
-        raise RuntimeError(f"Triton is not usable here ({reason})")
     device = value.device
-    if not kernel_supported_on(device):
-        raise RuntimeError(
-            f"the MSDA Triton kernel runs on CUDA, or on CPU with TRITON_INTERPRET=1; got device {device}"
-        )
-    if value.dtype not in SUPPORTED_VALUE_DTYPES:
-        raise ValueError(f"value dtype {value.dtype} not supported; use one of {SUPPORTED_VALUE_DTYPES}")
-    for name, tensor in (("sampling_locations", sampling_locations), ("attention_weights", attention_weights)):
-        if not tensor.is_floating_point():
-            raise ValueError(f"{name} must be a float tensor, got {tensor.dtype}")
-        if tensor.device != device:
-            raise ValueError(f"{name} is on {tensor.device}, value on {device}")
-
+    _check_inputs(value, sampling_locations, attention_weights)
     shapes_list = shape_list(spatial_shapes if shapes_list is None else shapes_list)
     check_msda_shapes(value, shapes_list, sampling_locations, attention_weights)
     batch, rows, heads, head_dim = value.shape
     queries, levels, points = sampling_locations.shape[1], sampling_locations.shape[3], sampling_locations.shape[4]
-
-    if isinstance(spatial_shapes, torch.Tensor):
-        shapes = spatial_shapes.to(device=device, dtype=torch.int64)
-    else:
-        shapes = torch.as_tensor(shapes_list, dtype=torch.int64, device=device)
-    shapes = shapes.reshape(levels, 2).contiguous()
-    if level_start_index is None:
-        starts = torch.cat((shapes.new_zeros(1), (shapes[:, 0] * shapes[:, 1]).cumsum(0)[:-1]))
-    else:
-        starts = torch.as_tensor(level_start_index, dtype=torch.int64, device=device).reshape(levels)
-    starts = starts.contiguous()
+    shapes, starts = _level_tensors(spatial_shapes, shapes_list, level_start_index, levels, device)
 
     out = torch.empty(batch, queries, heads * head_dim, dtype=value.dtype, device=device)
     if out.numel() == 0:
@@ -148,6 +124,38 @@ def msda_triton(
         num_warps=num_warps,
     )
     return out
+
+
+def _check_inputs(value: torch.Tensor, sampling_locations: torch.Tensor, attention_weights: torch.Tensor) -> None:
+    reason = triton_import_error()
+    if reason is not None:
+        raise RuntimeError(f"Triton is not usable here ({reason})")
+    device = value.device
+    if not kernel_supported_on(device):
+        raise RuntimeError(
+            f"the MSDA Triton kernel runs on CUDA, or on CPU with TRITON_INTERPRET=1; got device {device}"
+        )
+    if value.dtype not in SUPPORTED_VALUE_DTYPES:
+        raise ValueError(f"value dtype {value.dtype} not supported; use one of {SUPPORTED_VALUE_DTYPES}")
+    for name, tensor in (("sampling_locations", sampling_locations), ("attention_weights", attention_weights)):
+        if not tensor.is_floating_point():
+            raise ValueError(f"{name} must be a float tensor, got {tensor.dtype}")
+        if tensor.device != device:
+            raise ValueError(f"{name} is on {tensor.device}, value on {device}")
+
+
+def _level_tensors(spatial_shapes, shapes_list, level_start_index, levels: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per level (height, width) [L, 2] and first row [L], int64 on the device, contiguous."""
+    if isinstance(spatial_shapes, torch.Tensor):
+        shapes = spatial_shapes.to(device=device, dtype=torch.int64)
+    else:
+        shapes = torch.as_tensor(shapes_list, dtype=torch.int64, device=device)
+    shapes = shapes.reshape(levels, 2).contiguous()
+    if level_start_index is None:
+        starts = torch.cat((shapes.new_zeros(1), (shapes[:, 0] * shapes[:, 1]).cumsum(0)[:-1]))
+    else:
+        starts = torch.as_tensor(level_start_index, dtype=torch.int64, device=device).reshape(levels)
+    return shapes, starts.contiguous()
 
 
 def triton_cdiv(a: int, b: int) -> int:

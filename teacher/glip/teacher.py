@@ -26,8 +26,7 @@ from teacher.glip.preprocess import normalize, pad_batch, resize_pixels
 from teacher.glip.text import build_prompts, encode_prompts, load_tokenizer
 from teacher.fast.precision import autocast_dtype
 from teacher.protocol import DEFAULT_PRECISION, Detection, GroundingSettings, Teacher, TeacherRequest
-
-VARIANTS = ("glip-t", "glip-l")
+from teacher.spec import TeacherSpec
 
 
 @dataclasses.dataclass
@@ -57,13 +56,14 @@ class GlipTeacher:
              dtype: torch.dtype | None = None, max_batch: int = 8) -> "GlipTeacher":
         """`glip-t:FILE.pth`, `glip-l:FILE.pth` (tokenizer from vocab.txt beside it) or a
         converted directory. `dtype` bfloat16 means bf16 autocast on a GPU (weights stay fp32)."""
-        variant, _, rest = path_or_spec.partition(":")
-        if variant in VARIANTS and rest and Path(rest).is_dir():
+        parsed = TeacherSpec.parse(path_or_spec)
+        variant, rest = parsed.variant, parsed.location
+        if variant and Path(rest).is_dir():
             teacher = cls.load(rest, settings, device, dtype, max_batch)
             if teacher.model.config.variant != variant:
                 raise ValueError(f"{rest} holds a {teacher.model.config.variant!r} model, not {variant!r}")
             return teacher
-        if variant in VARIANTS and rest:
+        if variant and rest:
             pth = Path(rest)
             model = build_model_from_state(config_for_variant(variant), read_official_checkpoint(pth), device)
             tokenizer = load_tokenizer(pth.parent)

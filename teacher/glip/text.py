@@ -1,5 +1,6 @@
 """Prompts and positive maps: the caption (or the joined phrases) tokenised with BERT's
-WordPiece, and each phrase's character span mapped to the tokens it covers."""
+WordPiece, and each phrase's character span mapped to the tokens it covers
+(`teacher.grounding.positive_map`, the rule every backend shares)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import torch
 from transformers import BertTokenizerFast
+
+from teacher.grounding import positive_map
 
 
 def load_tokenizer(directory: str | Path) -> BertTokenizerFast:
@@ -29,16 +32,6 @@ class Prompt:
     text: str
     phrase_ids: list[int]  # index into the request's spans
     spans: list[tuple[int, int]]  # character spans into `text`, one per phrase_ids entry
-
-
-def positive_map(offsets: list[tuple[int, int]], spans: list[tuple[int, int]], num_tokens: int) -> torch.Tensor:
-    """[P, num_tokens] 0/1: token t belongs to phrase p when its characters overlap the span."""
-    pm = torch.zeros(len(spans), num_tokens)
-    for p, (start, end) in enumerate(spans):
-        for t, (a, b) in enumerate(offsets[:num_tokens]):
-            if b > a and a < end and b > start:
-                pm[p, t] = 1.0
-    return pm
 
 
 def _token_count(tokenizer: BertTokenizerFast, text: str) -> int:

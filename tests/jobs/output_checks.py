@@ -11,9 +11,9 @@ import tarfile
 import duckdb
 import fsspec
 
-from pipeline.reader import iter_samples
-from pipeline.shards import list_shards, shard_id
-from pipeline.storage import safe_member_name
+from pipeline.stages.reader import iter_samples
+from pipeline.stages.inputs import list_shards, shard_id
+from pipeline.io.storage import safe_member_name
 from schemas import Status
 from schemas.rows import DECODED_STATUSES
 
@@ -24,7 +24,7 @@ def _read_all(url: str) -> bytes:
 
 
 def check_output(output: str, input_pattern: str, local_parquet_glob: str | None = None) -> dict:
-    """Check the DESIGN.md contract for every input shard; return totals for further asserts."""
+    """Check the output contract for every input shard; return totals for further asserts."""
     totals = {"rows": 0, "boxes": 0, "ok": 0}
     con = duckdb.connect()
     for url in list_shards(input_pattern):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.jobs.conftest import ROOT
+from tests.project import ROOT
 
 pytestmark = pytest.mark.slow
 

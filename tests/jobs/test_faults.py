@@ -1,6 +1,6 @@
 """Faults the job must survive, with real parts: Ray worker processes killed by PID, the driver
 killed mid-run, S3 that throttles or refuses, two runs racing for one output. Each ends with
-the output contract checked (and `pipeline.verify` where it applies)."""
+the output contract checked (and `pipeline.tools.verify` where it applies)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from tests.jobs.conftest import ROOT, run_job_subprocess
+from tests.project import ROOT
+from tests.jobs.running import run_job_subprocess
 from tests.jobs.output_checks import check_output
 from tests.s3_server import FaultRule
 
@@ -69,13 +70,13 @@ class JobProcess:
 
 
 def _verify(output: str, pattern: str) -> None:
-    from pipeline.verify import main as verify
+    from pipeline.tools.verify import main as verify
 
     assert verify([output, "--input", pattern]) == 0
 
 
 def _kill_worker_mid_shard(tmp_path, tiny_teacher, which: int) -> None:
-    from pipeline.samples import write_sample_shards
+    from pipeline.tools.sample_shards import write_sample_shards
 
     inputs = tmp_path / "in"
     write_sample_shards(str(inputs), shards=3, samples=12, seed=11)
@@ -110,7 +111,7 @@ def _digest(path: Path) -> tuple[str, int]:
 
 
 def test_driver_killed_then_same_command_resumes(tmp_path, tiny_teacher):
-    from pipeline.samples import write_sample_shards
+    from pipeline.tools.sample_shards import write_sample_shards
 
     inputs = tmp_path / "in"
     write_sample_shards(str(inputs), shards=4, samples=6, seed=3)
@@ -138,7 +139,7 @@ def test_driver_killed_then_same_command_resumes(tmp_path, tiny_teacher):
 
 
 def _shards(tmp_path, n: int = 4) -> str:
-    from pipeline.samples import write_sample_shards
+    from pipeline.tools.sample_shards import write_sample_shards
 
     write_sample_shards(str(tmp_path / "in"), shards=n, samples=6, seed=3)
     return str(tmp_path / "in" / f"{{00000..{n - 1:05d}}}.tar")
@@ -174,7 +175,7 @@ def test_ctrl_c_stops_the_run_at_once_with_one_sentence(tmp_path, tiny_teacher, 
 
 def _verify_unfinished_are_named(output: str, pattern: str, unfinished: int) -> None:
     """What is published is whole, and verify names each shard the run did not finish."""
-    from pipeline.verify import verify_output
+    from pipeline.tools.verify import verify_output
 
     report = verify_output(output, pattern)
     assert all(s.ok for s in report.shards) and not report.violations, report.lines()

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from jobs.label_cc12m import main
-from tests.jobs.conftest import ROOT, SHARED
+from tests.project import ROOT, SHARED
 from tests.jobs.output_checks import check_output
 
 GOLDEN = SHARED / "glip_golden"
@@ -36,6 +36,6 @@ def test_job_with_glip_teacher(tmp_path, glip_dir, generated_shards):
     assert totals["ok"] > 0 and totals["boxes"] > 0
     manifest = json.loads((out / "_manifests" / "00000.json").read_text())
     assert manifest["teacher_id"] == str(glip_dir)
-    from pipeline.verify import main as verify
+    from pipeline.tools.verify import main as verify
 
     assert verify([str(out), "--input", pattern]) == 0

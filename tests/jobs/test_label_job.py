@@ -8,7 +8,8 @@ from pathlib import Path
 
 
 from jobs.label_cc12m import main
-from tests.jobs.conftest import FAST_FLAGS, copy_inputs
+from tests.project import FAST_FLAGS
+from tests.jobs.running import copy_inputs
 from tests.jobs.output_checks import check_output
 
 
@@ -128,8 +129,8 @@ def test_user_errors_are_one_sentence_with_exit_code_2(tmp_path, generated_shard
 
 
 def test_tools_refuse_an_output_without_shards(tmp_path, capsys):
-    from pipeline.export import main as export_main
-    from pipeline.inspect import main as inspect_main
+    from pipeline.tools.export import main as export_main
+    from pipeline.tools.inspect_output import main as inspect_main
 
     assert inspect_main([str(tmp_path / "nothing")]) == 2
     assert "no committed shards" in capsys.readouterr().err

@@ -13,7 +13,8 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from tests.jobs.conftest import FAST_FLAGS, ROOT, copy_inputs, run_job_subprocess
+from tests.project import FAST_FLAGS, ROOT
+from tests.jobs.running import copy_inputs, run_job_subprocess
 from tests.jobs.output_checks import check_output
 
 pytestmark = pytest.mark.slow

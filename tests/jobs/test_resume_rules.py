@@ -9,7 +9,8 @@ import stat
 from pathlib import Path
 
 from jobs.label_cc12m import main
-from tests.jobs.conftest import FAST_FLAGS, copy_inputs
+from tests.project import FAST_FLAGS
+from tests.jobs.running import copy_inputs
 from tests.jobs.output_checks import check_output
 
 
@@ -54,7 +55,7 @@ def test_shards_of_another_input_with_the_same_names_are_refused(tmp_path, tiny_
 
 
 def test_a_shard_labelled_from_a_damaged_input_is_named_at_each_run_and_relabelled_on_request(tmp_path, tiny_teacher, generated_shards, capsys):
-    from pipeline.verify import main as verify
+    from pipeline.tools.verify import main as verify
 
     inputs = copy_inputs(tmp_path / "in", generated_shards / "00000.tar")
     shard = inputs / "00000.tar"
@@ -70,7 +71,7 @@ def test_a_shard_labelled_from_a_damaged_input_is_named_at_each_run_and_relabell
     shard.write_bytes(whole)  # repaired
     assert main(_args(pattern, out, tiny_teacher)) == 0
     err = capsys.readouterr().err
-    assert "1 already done, 0 to label" in err and "--relabel-damaged" in err, "done (DESIGN.md), but named with the fix"
+    assert "1 already done, 0 to label" in err and "--relabel-damaged" in err, "done (its manifest matches), but named with the fix"
     assert main(_args(pattern, out, tiny_teacher, "--relabel-damaged")) == 0
     err = capsys.readouterr().err
     assert "0 already done, 1 to label" in err and "WARNING" not in err, err
@@ -95,12 +96,16 @@ def test_outputs_are_readable_by_other_users_as_the_umask_allows(tmp_path, tiny_
 def test_a_shard_the_runner_returns_nothing_for_fails_the_run(tmp_path, tiny_teacher, generated_shards, monkeypatch, capsys):
     import pipeline.job as job
 
-    real = job._label
+    real = job.make_runner
 
-    def loses_the_second_shard(plan, *args):  # the plan lists both shards; the runner reports one
-        return [o for o in real(plan, *args) if o.shard != "00001"]
+    class LosesTheSecondShard:  # the plan lists both shards; the runner returns one
+        def __init__(self, runner) -> None:
+            self.runner = runner
 
-    monkeypatch.setattr(job, "_label", loses_the_second_shard)
+        def run(self, on_samples, on_outcome):
+            return [o for o in self.runner.run(on_samples, on_outcome) if o.shard != "00001"]
+
+    monkeypatch.setattr(job, "make_runner", lambda *a, **k: LosesTheSecondShard(real(*a, **k)))
     out = tmp_path / "out"
     assert main(_args(str(generated_shards / "*.tar"), out, tiny_teacher)) == 1
     err = capsys.readouterr().err

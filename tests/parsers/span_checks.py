@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 from parsers import Phrase
-
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def assert_spans_exact(caption: str, phrases: Sequence[Phrase]) -> None:

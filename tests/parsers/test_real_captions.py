@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from parsers import NounPhraseExtractor
-from tests.parsers.span_checks import SHARED_DATA, assert_spans_exact
+from tests.parsers.span_checks import assert_spans_exact
+from tests.project import SHARED as SHARED_DATA
 
 pytestmark = [
     pytest.mark.needs_shared_data,

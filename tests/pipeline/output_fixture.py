@@ -24,7 +24,7 @@ from typing import Any, Iterator
 import pyarrow.parquet as pq
 from PIL import Image, ImageDraw
 
-from pipeline.storage import safe_member_name
+from pipeline.io.storage import safe_member_name
 from schemas import Manifest, RunRecord, Status, row_to_json_record, rows_to_table, schema_metadata
 from schemas.manifest import OutputFile
 

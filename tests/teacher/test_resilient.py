@@ -49,8 +49,8 @@ def test_sample_that_never_fits_becomes_teacher_error_after_bounded_tries():
 
 def test_job_marks_oom_samples_teacher_error_and_keeps_the_rest(tmp_path, tiny_teacher, generated_shards):
     from pipeline.config import build_config
-    from pipeline.inprocess import run_inprocess
-    from pipeline.run import plan_run
+    from pipeline.runners.inprocess import InProcessRunner
+    from pipeline.plan import plan_run
     from teacher.load import load_teacher
     from teacher.protocol import GroundingSettings
     from tests.jobs.output_checks import check_output
@@ -69,7 +69,7 @@ def test_job_marks_oom_samples_teacher_error_and_keeps_the_rest(tmp_path, tiny_t
     cfg = build_config({"input": pattern, "output": str(tmp_path / "out"), "teacher": tiny_teacher,
                         "min_size": 128, "max_size": 224, "batch_size": 8})
     plan = plan_run(cfg)
-    outcomes = run_inprocess(plan, OomOnSomeCaptions())
+    outcomes = InProcessRunner(plan, OomOnSomeCaptions(), cpu_workers=0).run()
     assert [o.error for o in outcomes] == [None]
     import pyarrow.parquet as pq
 

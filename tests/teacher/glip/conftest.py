@@ -10,8 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-SHARED_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
-GOLDEN = SHARED_DATA / "glip_golden"
+from tests.project import SHARED
+
+GOLDEN = SHARED / "glip_golden"
 
 
 def require_golden() -> Path:

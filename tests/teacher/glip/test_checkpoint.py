@@ -12,13 +12,19 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from teacher.glip.checkpoint import (CheckpointMismatch, build_model_from_state, is_glip_checkpoint_dir,
-                                     load_converted_dir, read_official_checkpoint)
+from teacher.glip.checkpoint import (
+    CheckpointMismatch,
+    build_model_from_state,
+    is_glip_checkpoint_dir,
+    load_converted_dir,
+    read_official_checkpoint,
+)
 from teacher.glip.config import GlipConfig, golden_config
+from tests.project import ROOT
 
 pytestmark = pytest.mark.needs_shared_data
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = ROOT
 
 
 @pytest.fixture(scope="module")

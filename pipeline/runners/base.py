@@ -1,0 +1,49 @@
+"""What every runner is: a way to drive the stages over a plan's shards and report outcomes.
+
+    runner = RayRunner(plan) | InProcessRunner(plan)   # loads the teacher, or raises TeacherLoadError
+    outcomes = runner.run(on_samples, on_outcome)        # one ShardOutcome per shard of plan.todo
+
+A runner prepares each shard (`stages.prepare`), runs the teacher on its batches, and writes it
+(`stages.write`) with `plan.commit(...)`; it reports each shard as it is published, so that an
+interrupted run still counts what it wrote, and returns an outcome for every shard it was given.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+from pipeline.config import LabelConfig
+from pipeline.errors import describe_error
+from pipeline.plan import ShardOutcome
+from teacher.protocol import Teacher
+
+OnSamples = Callable[[int], None]
+OnOutcome = Callable[[ShardOutcome], None]
+
+
+class TeacherLoadError(RuntimeError):
+    """The teacher could not be loaded on a worker (bad checkpoint, no network for a hub id), or
+    the machine or cluster cannot serve the flags (no GPU for --device cuda)."""
+
+
+class Runner(Protocol):
+    def run(self, on_samples: OnSamples = ..., on_outcome: OnOutcome = ...) -> list[ShardOutcome]:
+        """Label the plan's shards; call `on_samples` with the rows of each shard as it is written
+        and `on_outcome` for each shard as it ends."""
+        ...
+
+
+def load_configured_teacher(cfg: LabelConfig) -> Teacher:
+    """The teacher the config names, on this process's device (the one call every runner makes)."""
+    from teacher.load import load_teacher
+
+    return load_teacher(cfg.labels.teacher, cfg.grounding_settings(), device=cfg.resources.device,
+                        allow_pickle=cfg.policy.allow_pickle_checkpoint, fast=cfg.resources.fast_teacher,
+                        precision=cfg.labels.precision)
+
+
+def teacher_load_error(cfg: LabelConfig, exc: BaseException) -> TeacherLoadError:
+    detail = describe_error(exc, last_line=True)
+    if type(exc).__module__.startswith("ray."):  # Ray relays the actor's error as text, the cause last
+        detail = detail.split(": ", 1)[1]
+    return TeacherLoadError(f"cannot load teacher {cfg.labels.teacher}: {detail}")

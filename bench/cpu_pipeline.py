@@ -41,8 +41,8 @@ class PlainLoop:
         self.preparer = ShardPreparer(cfg)
 
     def run(self, inputs: str, output: str) -> tuple[float, int]:
-        from pipeline.stages.prepare import PreparedShard, TeacherBatch
         from pipeline.plan import plan_run
+        from pipeline.stages.prepare import PreparedShard, TeacherBatch
         from pipeline.stages.write import apply_detections, write_shard
         from teacher.resilient import predict_resilient
 
@@ -68,8 +68,8 @@ class RayPipeline:
     def __init__(self, teacher_dir: str, inputs: str, output: str, **extra) -> None:
         import ray
 
-        from pipeline.runners.ray_runner import RayRunner
         from pipeline.plan import plan_run
+        from pipeline.runners.ray_runner import RayRunner
 
         if not ray.is_initialized():
             ray.init(num_cpus=os.cpu_count(), runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}}, log_to_driver=False)

@@ -15,7 +15,6 @@ import time
 
 import torch
 
-
 from teacher.glip.config import GlipConfig, config_for_variant  # noqa: E402
 from teacher.glip.inference import detect  # noqa: E402
 from teacher.glip.model import GlipModel  # noqa: E402

@@ -22,7 +22,6 @@ from pathlib import Path
 from shard_args import add_shard_args
 
 
-
 def write_full_teacher(out: Path) -> Path:
     """The default GroundingDinoConfig (Swin-T backbone), random weights, our offline vocabulary."""
     import torch
@@ -49,11 +48,11 @@ def main() -> int:
     p.add_argument("--tiny", action="store_true", help="tiny model and small inputs (CPU smoke run)")
     args = p.parse_args()
 
-    from pipeline.stages.batching import padding_efficiency
     from pipeline.config import build_config
-    from pipeline.runners.inprocess import InProcessRunner
-    from pipeline.stages.prepare import ShardPreparer, TeacherBatch
     from pipeline.plan import plan_run
+    from pipeline.runners.inprocess import InProcessRunner
+    from pipeline.stages.batching import padding_efficiency
+    from pipeline.stages.prepare import ShardPreparer, TeacherBatch
     from teacher.load import load_teacher
     from teacher.protocol import GroundingSettings
     from teacher.resilient import predict_resilient

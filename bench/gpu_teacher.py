@@ -33,12 +33,11 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-
+from teacher_forward import Outputs, build_model, cuda_graph_fn, forward_fn, make_batch, query_selection, synchronize  # noqa: E402
 
 from teacher.fast.host_sync import tensor_checks_skipped  # noqa: E402
 from teacher.fast.msda_selfcheck import msda_selfcheck  # noqa: E402
 from teacher.fast_attention import fast_attention_report, install_fast_attention  # noqa: E402
-from teacher_forward import Outputs, build_model, cuda_graph_fn, forward_fn, make_batch, query_selection, synchronize  # noqa: E402
 
 LOGIT_TARGET = 2e-2
 BOX_TARGET = 1e-2

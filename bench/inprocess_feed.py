@@ -23,10 +23,8 @@ import threading
 import time
 from pathlib import Path
 
-from shard_args import add_shard_args
-
 import numpy as np
-
+from shard_args import add_shard_args
 
 
 class StandInTeacher:
@@ -96,8 +94,8 @@ def measure_callers(regime: tuple[float, float, float], batches: list, base: dic
     from statistics import median
 
     from pipeline.config import build_config
-    from pipeline.runners.inprocess import InProcessRunner
     from pipeline.plan import plan_run
+    from pipeline.runners.inprocess import InProcessRunner
 
     images = sum(len(b.requests) for b in batches)
     result: dict = {}
@@ -125,8 +123,8 @@ def measure(teacher: StandInTeacher, batches: list, base: dict, work: Path, cpu_
     from statistics import median
 
     from pipeline.config import build_config
-    from pipeline.runners.inprocess import InProcessRunner
     from pipeline.plan import plan_run
+    from pipeline.runners.inprocess import InProcessRunner
 
     images = sum(len(b.requests) for b in batches)
     t = time.perf_counter()

@@ -19,11 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-
 import torch  # noqa: E402
 
-from pipeline.training.loader import GroundingLoader, GroundingShards  # noqa: E402
 from pipeline.io.committed import complete_shards  # noqa: E402
+from pipeline.training.loader import GroundingLoader, GroundingShards  # noqa: E402
 from pipeline.training.targets import ImageConfig, LabelFilter, TextConfig  # noqa: E402
 
 CC12M_SIZES = [(640, 480), (512, 683), (800, 533), (600, 600), (840, 560)]

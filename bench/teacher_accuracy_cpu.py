@@ -22,8 +22,6 @@ import sys
 import time
 
 import torch
-
-
 from gpu_teacher import BOX_TARGET, LOGIT_TARGET, compare  # noqa: E402
 from teacher_forward import build_model, forward_fn, make_batch, query_selection  # noqa: E402
 

@@ -93,6 +93,10 @@ class Resources:
     shards_in_flight: int | None = setting(None, "shards labelled at once (bounds driver and object-store memory)",
                                            shown="workers + teachers")
     device: str | None = setting(None, "teacher device, e.g. `cuda` or `cpu`", shown="`cuda` when available")
+    teacher_resource: str | None = setting(None, "the Ray resource each teacher actor asks for (with one CPU): `GPU`, or a "
+                                                 "custom resource that your teacher nodes declare (`ray start "
+                                                 "--resources='{\"teacher\": 1}'`); one teacher per unit",
+                                           shown="`GPU` when the cluster has GPUs")
     fast_teacher: bool = setting(True, "the reference eager teacher instead of the fused GPU path", flag="--eager",
                                  const=False, shown="off")
 
@@ -102,6 +106,9 @@ class Policy:
     shard_retries: int = setting(2, "attempts of a failed shard after the first", flag=None)
     teacher_tries: int = setting(3, "tries of a sample that fails alone in the teacher before it becomes `teacher_error`",
                                  flag=None)
+    node_wait: float = setting(600.0, "seconds the Ray runner waits when no actor of a kind is left (their node was lost) "
+                                      "for a node that can hold one, before it fails the shards still to do (the same "
+                                      "command labels them later)")
     allow_pickle_checkpoint: bool = setting(False, "accept non-safetensors weights (they can run code when loaded)",
                                             const=True, shown="off")
     overwrite: bool = setting(False, "relabel shards that an earlier run made with other settings", const=True, shown="off")
@@ -151,6 +158,8 @@ class LabelConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} {value} must not be negative")
         if res.teacher_threads is not None and res.teacher_threads < 1:
             raise ConfigError(f"--teacher-threads {res.teacher_threads} must be at least 1")
+        if self.policy.node_wait < 0:
+            raise ConfigError(f"--node-wait {self.policy.node_wait} must not be negative")
         return self
 
     def with_labels(self, **changes: Any) -> "LabelConfig":

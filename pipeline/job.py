@@ -74,10 +74,11 @@ def run_job(config: LabelConfig, *, runner: str = "ray", ray_address: str | None
         return EXIT_BAD_INPUT
     try:
         lock.start_heartbeat(30.0)
-        outcomes = _label(plan, runner, ray_address, progress) if plan.todo else []
-        if isinstance(outcomes, int):
-            return outcomes
-        record = write_run_record(plan, outcomes, finished=True)
+        labelled = _label(plan, runner, ray_address, progress) if plan.todo else ([], {})
+        if isinstance(labelled, int):
+            return labelled
+        outcomes, placement = labelled
+        record = write_run_record(plan, outcomes, finished=True, placement=placement)
     finally:
         lock.release()
     new_samples = sum(o.manifest.samples for o in outcomes if o.manifest)
@@ -85,9 +86,9 @@ def run_job(config: LabelConfig, *, runner: str = "ray", ray_address: str | None
     return EXIT_FAILED_SHARDS if record.shards_failed else EXIT_OK
 
 
-def _label(plan: RunPlan, runner: str, ray_address: str | None, progress: bool) -> list[ShardOutcome] | int:
-    """Label the plan's shards; the outcomes, with a failure for each shard the runner left, or
-    the exit code of a teacher that cannot load or of Ctrl-C."""
+def _label(plan: RunPlan, runner: str, ray_address: str | None, progress: bool) -> tuple[list[ShardOutcome], dict] | int:
+    """Label the plan's shards: the outcomes, with a failure for each shard the runner left, and
+    the runner's placement; or the exit code of a teacher that cannot load or of Ctrl-C."""
     removed = clean_temp_files(plan.config.output)
     if removed:
         log.info("removed %d temporary file(s) left by an earlier run", removed)
@@ -98,14 +99,16 @@ def _label(plan: RunPlan, runner: str, ray_address: str | None, progress: bool) 
         reported.append(outcome)
         show_outcome(outcome)
 
+    started = None
     try:
-        outcomes = make_runner(runner, plan, ray_address=ray_address).run(on_samples, on_outcome)
+        started = make_runner(runner, plan, ray_address=ray_address)
+        outcomes = started.run(on_samples, on_outcome)
     except TeacherLoadError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         close()
-        write_run_record(plan, reported, finished=False)
+        write_run_record(plan, reported, finished=False, placement=started.placement() if started else None)
         done = sum(1 for o in reported if o.manifest)
         print(f"interrupted: {done} shard(s) of {len(plan.todo)} were labelled in this run and are kept; "
               f"run the same command again to label the rest", file=sys.stderr)
@@ -113,5 +116,6 @@ def _label(plan: RunPlan, runner: str, ray_address: str | None, progress: bool) 
     finally:
         close()
     # A shard a runner returned nothing for was not labelled, and the exit code must say so.
-    return outcomes + [ShardOutcome(shard_id(url), error=f"shard {shard_id(url)} ({url}) was not labelled: the runner ended without it")
-                       for url in missing_shards(plan, outcomes)]
+    outcomes += [ShardOutcome(shard_id(url), error=f"shard {shard_id(url)} ({url}) was not labelled: the runner ended without it")
+                 for url in missing_shards(plan, outcomes)]
+    return outcomes, started.placement()

@@ -57,6 +57,7 @@ class ShardOutcome:
     shard: str
     manifest: Manifest | None = None
     error: str | None = None
+    retried: list[str] = dataclasses.field(default_factory=list)  # why earlier attempts of this run failed
 
 
 def resolve_config(cfg: LabelConfig) -> LabelConfig:

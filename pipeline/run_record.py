@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib.metadata
 import time
-from typing import Iterable
+from typing import Any, Iterable
 
 from pipeline.io import storage
 from pipeline.plan import RunPlan, ShardOutcome, missing_shards
@@ -26,7 +26,9 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def write_run_record(plan: RunPlan, outcomes: Iterable[ShardOutcome], *, finished: bool) -> RunRecord:
+def write_run_record(plan: RunPlan, outcomes: Iterable[ShardOutcome], *, finished: bool,
+                     placement: dict[str, Any] | None = None) -> RunRecord:
+    """Publish the run's record; `placement` is the runner's account of its workers and lost nodes."""
     outcomes = list(outcomes)
     counts: dict[str, int] = {}
     boxes = samples = 0
@@ -56,6 +58,8 @@ def write_run_record(plan: RunPlan, outcomes: Iterable[ShardOutcome], *, finishe
         samples=samples,
         seconds=round(time.time() - plan.started, 3),
         warnings={m.shard: m.damage for m in manifests if m.damage},
+        shards_retried={o.shard: o.retried for o in outcomes if o.retried},
+        **(placement or {}),
     )
     storage.publish_bytes(plan.layout.run_record(plan.run_id), record.to_json())
     return record
@@ -70,6 +74,11 @@ def summary_text(record: RunRecord, new_samples: int) -> str:
         f"boxes: {record.boxes} ({record.boxes / ok:.2f} per ok sample)" if ok else f"boxes: {record.boxes}",
         f"throughput: {new_samples / record.seconds:.1f} samples/s over {record.seconds:.1f}s" if record.seconds > 0 else "",
     ]
+    for node in record.nodes_lost:
+        given_up = [w for w in record.workers if w["state"] == "given up" and (w["node_id"] or "?")[:12] in node]
+        lines.append(f"NODE LOST {node}: {len(given_up)} actor(s) there were given up; their shards went to the others")
+    for shard, whys in sorted(record.shards_retried.items()):
+        lines.append(f"RETRIED shard {shard}: " + "; ".join(why[:160] for why in whys))
     for shard, why in sorted(record.warnings.items()):
         lines.append(f"WARNING shard {shard}: {why}; its rows cover the samples before the damage "
                      "(repair the input and rerun with --relabel-damaged)")

@@ -1,5 +1,6 @@
 """The one definition of every format this project writes: Parquet rows, tar records, manifests."""
 
+from schemas.manifest import Manifest, RunRecord
 from schemas.rows import (
     BOX_TYPE,
     PHRASE_TYPE,
@@ -10,7 +11,6 @@ from schemas.rows import (
     rows_to_table,
     schema_metadata,
 )
-from schemas.manifest import Manifest, RunRecord
 
 __all__ = [
     "BOX_TYPE",

@@ -72,6 +72,9 @@ class RunRecord:
     seconds: float
     schema_version: str = SCHEMA_VERSION
     warnings: dict[str, str] = dataclasses.field(default_factory=dict)
+    shards_retried: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # shard -> why attempts failed
+    workers: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # Ray: kind, node_ip, node_id, pid, state
+    nodes_lost: list[str] = dataclasses.field(default_factory=list)  # Ray nodes that died during the run
 
     def to_json(self) -> bytes:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True).encode("utf-8")

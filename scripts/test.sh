@@ -14,8 +14,10 @@ venv=${KEEP_VENV:-$(mktemp -d "${TMPDIR:-/tmp}/glip-test-venv.XXXXXX")}
 python3 -m venv --clear "$venv"
 . "$venv/bin/activate"
 export PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-python -m pip install -q --no-deps -r requirements/lock-dev.txt
-python -m pip install -q --no-deps -e .
+# pip's own status stays; the notes about this machine's extra package folders do not.
+pip_quietly() { python -m pip "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
+pip_quietly install -q --no-deps -r requirements/lock-dev.txt
+pip_quietly install -q --no-deps -e .
 python -m pip check
 echo "fresh environment $venv ($(python --version), torch $(python -c 'import torch; print(torch.__version__)')) installed in $(( $(date +%s) - started ))s"
 if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then

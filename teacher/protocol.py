@@ -12,7 +12,6 @@ from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-
 # A teacher's arithmetic on a GPU ("bf16": autocast; "fp32": full precision). A CPU teacher
 # computes in fp32 whatever the setting.
 PRECISIONS = ("bf16", "fp32")

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import socket
 import tempfile
 import threading
 import time
 import uuid
-import logging
 from typing import Any
 
 from pipeline.io.layout import LOCK_NAME, OutputLayout

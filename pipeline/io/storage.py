@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO, Callable, TypeVar
 
 import fsspec
+
 try:
     from botocore.exceptions import ClientError, HTTPClientError, ReadTimeoutError
     from botocore.exceptions import ConnectionError as BotoConnectionError

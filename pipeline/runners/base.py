@@ -2,6 +2,7 @@
 
     runner = RayRunner(plan) | InProcessRunner(plan)   # loads the teacher, or raises TeacherLoadError
     outcomes = runner.run(on_samples, on_outcome)        # one ShardOutcome per shard of plan.todo
+    runner.placement()                                   # where the work ran, for the run record
 
 A runner prepares each shard (`stages.prepare`), runs the teacher on its batches, and writes it
 (`stages.write`) with `plan.commit(...)`; it reports each shard as it is published, so that an
@@ -10,7 +11,7 @@ interrupted run still counts what it wrote, and returns an outcome for every sha
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from pipeline.config import LabelConfig
 from pipeline.errors import describe_error
@@ -30,6 +31,10 @@ class Runner(Protocol):
     def run(self, on_samples: OnSamples = ..., on_outcome: OnOutcome = ...) -> list[ShardOutcome]:
         """Label the plan's shards; call `on_samples` with the rows of each shard as it is written
         and `on_outcome` for each shard as it ends."""
+        ...
+
+    def placement(self) -> dict[str, Any]:
+        """Run-record fields about where the work ran (`workers`, `nodes_lost`); may be empty."""
         ...
 
 

@@ -169,6 +169,10 @@ class InProcessRunner:
             self._report(ShardOutcome(shard_id(url), error=f"shard {shard_id(url)} ({url}) was not labelled: {reason}"))
         return self.outcomes
 
+    def placement(self) -> dict:
+        """Everything ran on this machine: nothing to add to the run record."""
+        return {}
+
     def _start_preparing(self) -> tuple["queue.Queue", int]:
         """Start the CPU side; returns the queue of its messages and how many producers end it."""
         cfg = self.plan.config

@@ -11,11 +11,11 @@ import time
 from typing import Any, Iterator
 
 from parsers import NounPhraseExtractor
-from pipeline.stages.batching import ShapeBatcher
 from pipeline.config import LabelConfig
+from pipeline.stages.batching import ShapeBatcher
 from pipeline.stages.images import IMAGE_EXTENSIONS, ImageRejected, decode_for_teacher
-from pipeline.stages.reader import InputSample, ReadReport, iter_samples
 from pipeline.stages.inputs import shard_id
+from pipeline.stages.reader import InputSample, ReadReport, iter_samples
 from schemas import Status
 from schemas.rows import empty_row
 from teacher.protocol import TeacherRequest

@@ -22,8 +22,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.io import storage
+from pipeline.io.committed import (
+    NoCommittedShards,
+    ShardRef,
+    complete_shards,
+    iter_tar_members,
+    read_table,
+    require_committed_shards,
+)
 from pipeline.tools.export_formats import GRIT_SCHEMA, CocoBuilder, grit_record, image_name, odvg_record
-from pipeline.io.committed import NoCommittedShards, ShardRef, complete_shards, iter_tar_members, read_table, require_committed_shards
 from pipeline.training.targets import LabelFilter, filter_boxes
 
 FORMATS = ("odvg", "mdetr", "coco", "grit")

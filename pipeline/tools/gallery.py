@@ -21,8 +21,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pipeline.io.committed import (
+    NoCommittedShards,
+    complete_shards,
+    image_extension,
+    iter_tar_members,
+    read_table,
+    require_committed_shards,
+)
 from pipeline.io.storage import safe_member_name
-from pipeline.io.committed import NoCommittedShards, complete_shards, image_extension, iter_tar_members, read_table, require_committed_shards
 
 CARD_IMAGE_PX = 344  # figure width 360 minus padding: the on-screen width of every image
 

@@ -25,8 +25,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.io import storage
-from pipeline.tools.verify_checks import check_against_input, check_manifest, check_rows, check_schema, check_tar
 from pipeline.io.layout import OutputLayout, UnreadableManifest
+from pipeline.tools.verify_checks import check_against_input, check_manifest, check_rows, check_schema, check_tar
 
 
 @dataclasses.dataclass

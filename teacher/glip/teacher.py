@@ -17,14 +17,18 @@ import numpy as np
 import torch
 from transformers import BertTokenizerFast
 
-from teacher.glip.checkpoint import (build_model_from_state, is_glip_checkpoint_dir,
-                                     load_converted_dir, read_official_checkpoint)
+from teacher.fast.precision import autocast_dtype
+from teacher.glip.checkpoint import (
+    build_model_from_state,
+    is_glip_checkpoint_dir,
+    load_converted_dir,
+    read_official_checkpoint,
+)
 from teacher.glip.config import config_for_variant
 from teacher.glip.inference import detect
 from teacher.glip.model import GlipModel
 from teacher.glip.preprocess import normalize, pad_batch, resize_pixels
 from teacher.glip.text import build_prompts, encode_prompts, load_tokenizer
-from teacher.fast.precision import autocast_dtype
 from teacher.protocol import DEFAULT_PRECISION, Detection, GroundingSettings, Teacher, TeacherRequest
 from teacher.spec import TeacherSpec
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from tests.project import ROOT
-from tests.jobs.running import run_job_subprocess
 from tests.jobs.output_checks import check_output
+from tests.jobs.running import run_job_subprocess
+from tests.project import ROOT
 from tests.s3_server import FaultRule
 
 pytestmark = pytest.mark.slow

@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from jobs.label_cc12m import main
-from tests.project import ROOT, SHARED
 from tests.jobs.output_checks import check_output
+from tests.project import ROOT, SHARED
 
 GOLDEN = SHARED / "glip_golden"
 

@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 
 from jobs.label_cc12m import main
 from tests.hostile_corpus import hostile_samples, truncate_tar, write_hostile_shard
-from tests.project import FAST_FLAGS
 from tests.jobs.output_checks import check_output
+from tests.project import FAST_FLAGS
 
 
 def _files(root: Path) -> set[Path]:

@@ -6,11 +6,10 @@ import hashlib
 import json
 from pathlib import Path
 
-
 from jobs.label_cc12m import main
-from tests.project import FAST_FLAGS
-from tests.jobs.running import copy_inputs
 from tests.jobs.output_checks import check_output
+from tests.jobs.running import copy_inputs
+from tests.project import FAST_FLAGS
 
 
 def _snapshot(root: Path) -> dict[str, tuple[str, int]]:

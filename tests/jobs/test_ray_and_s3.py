@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
-
 import fsspec
 import pytest
 
-from tests.project import FAST_FLAGS, ROOT
-from tests.jobs.running import copy_inputs, run_job_subprocess
 from tests.jobs.output_checks import check_output
+from tests.jobs.running import copy_inputs, run_job_subprocess
+from tests.project import FAST_FLAGS, ROOT
+from tests.ray_cluster import LocalRayCluster
 
 pytestmark = pytest.mark.slow
 
@@ -53,49 +46,28 @@ def test_job_with_input_and_output_on_s3(tmp_path, tiny_teacher, generated_shard
     assert again.returncode == 0 and "0 to label" in again.stderr, again.stderr[-2000:]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ray(ray_bin: str, *args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([ray_bin, *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-
-
 def test_ray_start_head_and_job_submit_with_token_authentication(tmp_path, tiny_teacher, generated_shards):
     """The README's cluster steps as a user runs them on Ray 2.60, authentication on.
 
-    HOME is a folder of the test's own, so the token Ray keeps at ~/.ray/auth_token is the test's
-    and the user's own token is neither read nor replaced. RAY_AUTH_MODE is left unset for the
-    head, as users leave it: Ray turns token authentication on because the token exists.
+    The cluster's HOME is a folder of its own (`tests.ray_cluster`): the token Ray keeps at
+    ~/.ray/auth_token is the test's. A submission without RAY_AUTH_MODE=token is refused, the same
+    one with it succeeds: authentication is really on, and the README's steps pass it.
     """
-    ray_bin = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
-    home = tmp_path / "home"
-    home.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
-    env.update(RAY_ENV, HOME=str(home))
-    generated = _ray(ray_bin, "get-auth-token", "--generate", env=env)
-    assert generated.returncode == 0 and (home / ".ray" / "auth_token").is_file(), generated.stderr[-2000:]
-    port, dash = _free_port(), _free_port()
-    temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # AF_UNIX socket paths must stay short
-    start = _ray(ray_bin, "start", "--head", f"--port={port}", f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1",
-                 "--num-cpus=2", f"--temp-dir={temp_dir}", "--disable-usage-stats", env=env)
-    assert start.returncode == 0, start.stderr[-3000:]
+    cluster = LocalRayCluster(tmp_path / "cluster")
     try:
+        cluster.start_head(cpus=2)
         out = tmp_path / "out"
         pattern = str(generated_shards / "{00000..00001}.tar")
-        submit = ["job", "submit", f"--address=http://127.0.0.1:{dash}", "--working-dir", str(ROOT), "--",
+        submit = ["job", "submit", f"--address={cluster.dashboard}", "--working-dir", str(ROOT), "--",
                   "python", "jobs/label_cc12m.py", "--input", pattern, "--output", str(out), "--teacher", tiny_teacher,
                   "--no-progress", *FAST_FLAGS]
-        refused = _ray(ray_bin, *submit, env=env, timeout=120)
+        refused = cluster.ray(*submit, timeout=120)
         assert refused.returncode != 0 and "Token authentication is enabled" in refused.stdout + refused.stderr, (
             "the cluster should refuse a client that sends no token:\n" + (refused.stdout + refused.stderr)[-3000:])
         assert not out.exists()
-        accepted = _ray(ray_bin, *submit, env={**env, "RAY_AUTH_MODE": "token"}, timeout=600)
+        accepted = cluster.ray(*submit, timeout=600, env=cluster.client_env)
         assert accepted.returncode == 0, (accepted.stdout + accepted.stderr)[-4000:]
         assert "succeeded" in accepted.stdout + accepted.stderr
         check_output(str(out), pattern)
     finally:
-        _ray(ray_bin, "stop", "--force", env=env, timeout=120)
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        cluster.stop()

@@ -9,9 +9,9 @@ import stat
 from pathlib import Path
 
 from jobs.label_cc12m import main
-from tests.project import FAST_FLAGS
-from tests.jobs.running import copy_inputs
 from tests.jobs.output_checks import check_output
+from tests.jobs.running import copy_inputs
+from tests.project import FAST_FLAGS
 
 
 def _args(pattern: str, out: Path, teacher: str, *extra: str) -> list[str]:
@@ -104,6 +104,9 @@ def test_a_shard_the_runner_returns_nothing_for_fails_the_run(tmp_path, tiny_tea
 
         def run(self, on_samples, on_outcome):
             return [o for o in self.runner.run(on_samples, on_outcome) if o.shard != "00001"]
+
+        def placement(self):
+            return self.runner.placement()
 
     monkeypatch.setattr(job, "make_runner", lambda *a, **k: LosesTheSecondShard(real(*a, **k)))
     out = tmp_path / "out"

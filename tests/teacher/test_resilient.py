@@ -49,8 +49,8 @@ def test_sample_that_never_fits_becomes_teacher_error_after_bounded_tries():
 
 def test_job_marks_oom_samples_teacher_error_and_keeps_the_rest(tmp_path, tiny_teacher, generated_shards):
     from pipeline.config import build_config
-    from pipeline.runners.inprocess import InProcessRunner
     from pipeline.plan import plan_run
+    from pipeline.runners.inprocess import InProcessRunner
     from teacher.load import load_teacher
     from teacher.protocol import GroundingSettings
     from tests.jobs.output_checks import check_output

@@ -12,11 +12,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.runners import shm_transport
 from pipeline.config import build_config
+from pipeline.plan import plan_run
+from pipeline.runners import shm_transport
 from pipeline.runners.inprocess import InProcessRunner
 from pipeline.stages.prepare import TeacherBatch
-from pipeline.plan import plan_run
 from teacher.protocol import TeacherRequest
 
 

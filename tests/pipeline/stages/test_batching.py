@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from pipeline.stages.batching import ShapeBatcher, padding_efficiency
 from pipeline.config import build_config
+from pipeline.stages.batching import ShapeBatcher, padding_efficiency
 from pipeline.stages.images import teacher_size
 from pipeline.stages.prepare import PreparedShard, ShardPreparer, TeacherBatch
 from pipeline.tools.sample_shards import write_sample_shards

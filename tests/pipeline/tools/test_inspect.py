@@ -11,13 +11,7 @@ import numpy as np
 import pytest
 
 from pipeline.tools.inspect_output import connect, main, summary
-from tests.pipeline.output_fixture import (
-    NEVER_GROUNDED,
-    build_output,
-    committed_rows,
-    moto_s3,
-    upload,
-)
+from tests.pipeline.output_fixture import NEVER_GROUNDED, build_output, committed_rows, moto_s3, upload
 from tests.project import ROOT
 
 

@@ -18,12 +18,7 @@ import webdataset as wds
 from PIL import Image
 
 from pipeline.stages.images import decode_for_teacher
-from pipeline.tools.sample_shards import (
-    FIXED_MTIME,
-    main,
-    sample_key,
-    write_sample_shards,
-)
+from pipeline.tools.sample_shards import FIXED_MTIME, main, sample_key, write_sample_shards
 from tests.hostile_corpus import hostile_samples, truncate_tar, write_hostile_shard
 from tests.project import ROOT
 

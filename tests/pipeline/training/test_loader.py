@@ -16,19 +16,9 @@ from PIL import features
 
 from pipeline.io.committed import complete_shards
 from pipeline.stages.images import IMAGE_EXTENSIONS
-from pipeline.training.grounding_dino import (
-    check_tokenizer,
-    grounding_dino_labels,
-    use_per_sample_loss,
-)
+from pipeline.training.grounding_dino import check_tokenizer, grounding_dino_labels, use_per_sample_loss
 from pipeline.training.loader import GroundingLoader, GroundingShards, collate
-from pipeline.training.targets import (
-    ImageConfig,
-    LabelFilter,
-    TextConfig,
-    filter_boxes,
-    normalize_pixels,
-)
+from pipeline.training.targets import ImageConfig, LabelFilter, TextConfig, filter_boxes, normalize_pixels
 from teacher.grounding import box_iou
 from tests.pipeline.output_fixture import (
     build_output,
@@ -224,12 +214,7 @@ def test_importable_without_ray() -> None:
 
 
 def tiny_grounding_dino(vocab_size: int):
-    from transformers import (
-        BertConfig,
-        GroundingDinoConfig,
-        GroundingDinoForObjectDetection,
-        SwinConfig,
-    )
+    from transformers import BertConfig, GroundingDinoConfig, GroundingDinoForObjectDetection, SwinConfig
 
     torch.manual_seed(0)
     config = GroundingDinoConfig(
@@ -245,9 +230,7 @@ def tiny_grounding_dino(vocab_size: int):
 
 
 def test_label_groups_are_the_phrases(output, tok) -> None:
-    from transformers.models.grounding_dino.modeling_grounding_dino import (
-        build_label_maps,
-    )
+    from transformers.models.grounding_dino.modeling_grounding_dino import build_label_maps
 
     root, _ = output
     ds = dataset(root, tok, text=TextConfig(max_text_len=64, prompt="phrases"))

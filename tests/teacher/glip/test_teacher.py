@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+
 from teacher.glip import GlipTeacher, is_glip_checkpoint_dir, load_glip_teacher, preprocess
 from teacher.glip.inference import detect
 from teacher.glip.text import Prompt, encode_prompts

@@ -7,7 +7,8 @@ from the runner) keeps it honest:
 
 - a member that does not answer a ping is unavailable: no new work goes to it; one unavailable
   for longer than `replace_after` gets a replacement, one unavailable for longer than
-  `give_up_after` is killed for good and removed (its node is likely gone);
+  `give_up_after` is killed for good and removed (its node is likely gone), and so is one at
+  once whose node the runner found lost (`give_up_on_nodes`);
 - when there are fewer members than the cluster can hold (`target`, from the cluster's current
   resources), new ones are created: the pool grows back when nodes return or join; when there
   are more (a node was lost, and the teachers need a CPU), the surplus is killed;
@@ -23,6 +24,7 @@ import itertools
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any, Callable
 
 import ray
@@ -136,6 +138,23 @@ class ActorPool:
             self._update_none_since(now)
             self._changed.notify_all()
         self.shrink()
+        self.grow()
+
+    def silent_nodes(self) -> set[str]:
+        """The nodes of placed members that do not answer now."""
+        with self._lock:
+            return {m.where["node_id"] for m in self.members if m.where and not m.available}
+
+    def give_up_on_nodes(self, lost: Iterable[str]) -> None:
+        """Give up at once the silent members whose node is lost; their replacements start now."""
+        lost = set(lost)
+        with self._lock:
+            for m in list(self.members):
+                if m.where and not m.available and m.where["node_id"] in lost:
+                    log.warning("giving up the %s actor on node %s (pid %s): its node was lost",
+                                self.kind, m.where.get("node_ip"), m.where.get("pid"))
+                    self._retire(m, "given up")
+            self._changed.notify_all()
         self.grow()
 
     def mark_failed(self, member: Member) -> None:

@@ -39,6 +39,7 @@ from pipeline.errors import describe_error
 from pipeline.plan import RunPlan, ShardOutcome
 from pipeline.runners.base import OnOutcome, OnSamples, TeacherLoadError, teacher_load_error
 from pipeline.runners.ray_actors import ClusterSizing, PrepareActor, TeacherActor, teacher_actor_options
+from pipeline.runners.ray_nodes import NodeWatch
 from pipeline.runners.ray_pool import ActorPool, ActorStartError, Member, NoActorsError
 from pipeline.stages.inputs import shard_id
 
@@ -235,7 +236,9 @@ class RayRunner:
         try:
             self.teachers.maintain()
             self.preparers.maintain()
-            self.nodes.update()
+            self.nodes.update(suspects=self.teachers.silent_nodes() | self.preparers.silent_nodes())
+            for pool in (self.teachers, self.preparers):
+                pool.give_up_on_nodes(self.nodes.lost)
         except Exception:  # noqa: BLE001 - a failed check is retried at the next pass
             log.warning("checking the actors failed", exc_info=True)
         with self._maintained:
@@ -323,27 +326,6 @@ class ShardSlots:
                 raise GetTimeoutError(f"no teacher took a batch in {STEP_TIMEOUT_S:.0f}s")
             if self.pending:  # wake as soon as one of this shard's calls finishes
                 ray.wait(self.pending, num_returns=1, timeout=0.5, fetch_local=False)
-
-
-class NodeWatch:
-    """The cluster's nodes seen alive during the run, and those that died."""
-
-    def __init__(self) -> None:
-        self.seen: dict[str, str] = {}
-        self.lost: dict[str, str] = {}
-        self.update()
-
-    def update(self) -> None:
-        for node in ray.nodes():
-            node_id, ip = node["NodeID"], node.get("NodeManagerAddress", "?")
-            if node["Alive"]:
-                self.seen[node_id] = ip
-            elif node_id in self.seen and node_id not in self.lost:
-                self.lost[node_id] = ip
-                log.warning("node %s (%s) was lost", ip, node_id[:12])
-
-    def lost_names(self) -> list[str]:
-        return [f"{ip} (node {node_id[:12]})" for node_id, ip in self.lost.items()]
 
 
 def _is_infra(exc: BaseException) -> bool:

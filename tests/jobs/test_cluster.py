@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -60,23 +61,31 @@ def _record(out: Path) -> dict:
     return json.loads(max((out / "_runs").glob("*.json"), key=lambda p: p.stat().st_mtime).read_text())
 
 
-def test_a_node_lost_and_a_node_added_mid_run(cluster, eight_shards, tiny_teacher, tmp_path) -> None:
-    """Head and one worker node; the worker is killed after the first shard is committed, and a
+def test_a_node_lost_and_a_node_added_mid_run(cluster, tiny_teacher, tmp_path) -> None:
+    """Head and one worker node; after the first shard is committed the worker is killed while a
     new node joins: the job re-creates what was lost, gives work to the new node, and finishes."""
+    from pipeline.tools.sample_shards import write_sample_shards
+
+    shards = tmp_path / "shards"  # twice the shards of the other test: work left for the node that joins
+    write_sample_shards(str(shards), shards=16, samples=10, seed=3, max_side=640)
     cluster.start_head(cpus=3)
     doomed = cluster.add_node("worker-1", cpus=3)
     out = tmp_path / "out"
-    pattern = str(eight_shards / "*.tar")
+    pattern = str(shards / "*.tar")
     job = cluster.submit(["--input", pattern, "--output", str(out), "--teacher", tiny_teacher, "--device", "cpu",
                           "--teacher-threads", "1", *SLOW_FLAGS])
     _wait_for_manifests(out, 1, job)
+    joining: list = []
+    joiner = threading.Thread(target=lambda: joining.append(cluster.add_node("worker-2", cpus=2)))
+    joiner.start()
     assert doomed.kill() >= 3  # raylet, agents, object store, its actors' workers
-    joined = cluster.add_node("worker-2", cpus=2)
+    joiner.join(timeout=180)
+    (joined,) = joining
     code, log = _finish(job)
     assert code == 0, log[-4000:]
     assert "succeeded" in log
     totals = check_output(str(out), pattern)
-    assert totals["rows"] == 80
+    assert totals["rows"] == 160
     report = verify_output(str(out), pattern)
     assert report.ok, report.lines()
     assert re.search(rf"NODE LOST \S+ \(node {doomed.node_id[:12]}\)", log), log[-4000:]

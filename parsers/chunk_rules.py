@@ -18,6 +18,8 @@ mention of a visible thing, so on top of the chunks this module
    quantifiers (nothing, everything, all) pick out no single thing. Indefinite pronouns that
    introduce a new entity ("someone", "something") are kept: they are the only mention of what
    is in the box.
+
+Every dropped candidate is returned with its reason, so callers can report what was left out.
 """
 
 from __future__ import annotations
@@ -143,14 +145,35 @@ def _trim(span: Span) -> Span | None:
     return doc[start:end] if end > start else None
 
 
-def phrase_spans(doc: Doc) -> list[Span]:
-    """The phrase spans of a parsed caption, in document order, non-overlapping."""
+# Why a candidate phrase was dropped; the reasons `noun_phrases` reports in `DroppedPhrase`.
+RELATION_NOUN = "relation_noun"
+PRONOUN = "pronoun"
+NO_LETTERS = "no_letters"
+
+
+def candidate_spans(doc: Doc) -> tuple[list[Span], list[tuple[Span, str]]]:
+    """The phrase spans of a parsed caption, and the candidates the rules dropped, with why.
+
+    Kept spans are in document order and do not overlap. A chunk piece with nothing left after
+    trimming punctuation, spaces and conjunctions is reported as `NO_LETTERS`: a noun chunk
+    reaches that state only when the tagger took punctuation for its noun.
+    """
     pieces: list[Span] = []
+    dropped: list[tuple[Span, str]] = []
     for chunk in _base_chunks(doc):
         if _is_complex_preposition_noun(chunk):
+            dropped.append((chunk, RELATION_NOUN))
             continue
         for piece in _split_noun_coordination(chunk):
             trimmed = _trim(piece)
-            if trimmed is not None:
+            if trimmed is None:
+                dropped.append((piece, NO_LETTERS))
+            else:
                 pieces.append(trimmed)
-    return [span for span in _join_of_complements(pieces) if not _is_unboxable_pronoun(span)]
+    kept: list[Span] = []
+    for span in _join_of_complements(pieces):
+        if _is_unboxable_pronoun(span):
+            dropped.append((span, PRONOUN))
+        else:
+            kept.append(span)
+    return kept, dropped

@@ -21,6 +21,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
+from pipeline.recipes import RECIPE_NAMES, recipe_values
 from schemas import SCHEMA_VERSION
 from teacher.protocol import DEFAULT_PRECISION, PRECISIONS
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from teacher.protocol import GroundingSettings
 
 PROMPT_MODES = ("caption", "phrases")
+NMS_SCOPES = ("phrase", "image")
 LOCAL_TEACHER = "local checkpoint"
 
 
@@ -35,16 +37,20 @@ class ConfigError(ValueError):
     """A bad flag or config file; the message is one sentence naming it and the fix."""
 
 
+NO_LEGACY = object()
+
+
 def setting(default: Any, help: str, *, shown: str | None = None, flag: str | None = "",
-            choices: tuple[str, ...] | None = None, const: Any = None, hashed_if_set: bool = False) -> Any:
+            choices: tuple[str, ...] | None = None, const: Any = None, legacy: Any = NO_LEGACY) -> Any:
     """A config field: its default, and the help, default text and form of its flag.
 
     `shown` is the default as the help and README print it (else the default itself); `flag`
     is the flag's name when it is not `--field-name`, or None for a setting only YAML sets;
-    `const` makes a switch that stores that value; `hashed_if_set` puts a label setting into
-    the hash only when it is not the default (a setting added later keeps older outputs' hash).
+    `const` makes a switch that stores that value. `legacy`, for a label setting added after
+    outputs existed, is the value those outputs were labelled with: the hash leaves the setting
+    out when it has that value, so they resume with it (and are refused, naming it, without).
     """
-    meta = {"help": help, "shown": shown, "flag": flag, "choices": choices, "const": const, "hashed_if_set": hashed_if_set}
+    meta = {"help": help, "shown": shown, "flag": flag, "choices": choices, "const": const, "legacy": legacy}
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -71,13 +77,41 @@ class LabelSettings:
                                                 "(full precision, as the eager fp32 reference runs with PyTorch's defaults; see "
                                                 "BENCHMARKS.md on accuracy); a CPU teacher computes in fp32 either way. "
                                                 "Recorded in the manifests (and so in what resume compares) when not the default",
-                             choices=PRECISIONS, hashed_if_set=True)
+                             choices=PRECISIONS, legacy=DEFAULT_PRECISION)
+    fast_decode: bool = setting(False, "decode JPEGs at reduced scale (draft) and downscale large images in two steps: "
+                                       "faster on photos much larger than the teacher input, but the teacher no longer sees "
+                                       "the reference's pixels (BENCHMARKS.md measures both). Outputs labelled before this "
+                                       "flag existed were made this way: give it to resume them",
+                                const=True, shown="off", legacy=True)
+    nms_scope: str = setting("phrase", "`phrase`: NMS among the boxes of each phrase (GLIP); `image`: then also across "
+                                       "phrases, class-agnostic (GRIT)", choices=NMS_SCOPES, legacy="phrase")
+    min_pair_score: float | None = setting(None, "mark a pair `filtered` (its row is kept, with its boxes) when none of its "
+                                                 "boxes scores at least this (GRIT drops such pairs at 0.65)", legacy=None)
+    ref_exps: bool = setting(False, "add a `ref_exps` column: each phrase expanded to its referring expression along the "
+                                    "dependency tree (GRIT)", const=True, shown="off", legacy=False)
+    phrase_audit: bool = setting(False, "add a `dropped_phrases` column (what the parser's rules dropped, and why) and "
+                                        "`parse_truncated_at` (where a caption past the parsing cap was cut)",
+                                 const=True, shown="off", legacy=False)
+    drop_abstract_nouns: bool = setting(False, "drop phrases headed by an abstract noun (GRIT): the list in "
+                                               "`parsers/abstract_nouns.py`, plus `extra_abstract_nouns` from a config file",
+                                        const=True, shown="off", legacy=False)
+    extra_abstract_nouns: tuple[str, ...] = setting((), "more abstract nouns (a list in the config file)", flag=None, legacy=())
+    rescorer: str | None = setting(None, "a CLIP-family checkpoint (Hugging Face id, local directory or `s3://` prefix) "
+                                         "that scores every box crop against its phrase: adds `clip_score` and "
+                                         "`rescored` = sqrt(score x clip_score) to each box and `image_text_score` to each "
+                                         "row (YOLO-World)", legacy=None)
+    rescorer_revision: str | None = setting(None, "pin a hub revision of the rescorer; a local directory's content id is "
+                                                  "recorded automatically", legacy=None)
+    rescore_threshold: float = setting(0.3, "with `--rescorer`: keep the boxes whose rescored score is at least this, "
+                                            "NMS per phrase on it (YOLO-World: 0.3)", legacy=0.3)
+    min_pair_clip: float | None = setting(None, "with `--rescorer`: mark a pair `filtered` when sqrt(image_text_score x mean "
+                                                "clip_score) is below this (YOLO-World: 0.3)", legacy=None)
 
     def grounding(self) -> "GroundingSettings":
         """The teacher-side settings: how token logits become boxes."""
         from teacher.protocol import GroundingSettings
 
-        return GroundingSettings(self.box_threshold, self.nms_iou, self.max_boxes, self.prompt_mode)
+        return GroundingSettings(self.box_threshold, self.nms_iou, self.max_boxes, self.prompt_mode, self.nms_scope)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,6 +158,8 @@ class LabelConfig:
     input: str = setting("", "brace pattern, glob or directory of `.tar` shards, local or `s3://` (img2dataset's `.parquet` "
                              "and `_stats.json` beside them are ignored)", shown="(required)")
     output: str = setting("", "output root, local or `s3://`", shown="(required)")
+    recipe: str | None = setting(None, "the settings of a published recipe: `glip`, `grit` or `yolo-world` (see \"Recipes\"); "
+                                       "each of them can still be changed by its own flag", shown="")
     labels: LabelSettings = dataclasses.field(default_factory=LabelSettings)
     resources: Resources = dataclasses.field(default_factory=Resources)
     policy: Policy = dataclasses.field(default_factory=Policy)
@@ -144,7 +180,7 @@ class LabelConfig:
             raise ConfigError(f"--nms-iou {lab.nms_iou} must be in (0, 1]")
         if lab.max_boxes < 1:
             raise ConfigError(f"--max-boxes {lab.max_boxes} must be at least 1")
-        for name in ("prompt_mode", "precision"):
+        for name in ("prompt_mode", "precision", "nms_scope"):
             allowed = FIELDS[name][1].metadata["choices"]
             if getattr(lab, name) not in allowed:
                 raise ConfigError(f"--{name.replace('_', '-')} {getattr(lab, name)!r} is not one of {', '.join(allowed)}")
@@ -158,6 +194,14 @@ class LabelConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} {value} must not be negative")
         if res.teacher_threads is not None and res.teacher_threads < 1:
             raise ConfigError(f"--teacher-threads {res.teacher_threads} must be at least 1")
+        for name in ("min_pair_score", "rescore_threshold", "min_pair_clip"):
+            value = getattr(lab, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ConfigError(f"--{name.replace('_', '-')} {value} is outside [0, 1]")
+        if lab.min_pair_clip is not None and not lab.rescorer:
+            raise ConfigError("--min-pair-clip needs --rescorer: the image-text score comes from the CLIP rescorer")
+        if self.recipe is not None and self.recipe not in RECIPE_NAMES:
+            raise ConfigError(f"--recipe {self.recipe!r} is not one of {', '.join(RECIPE_NAMES)}")
         if self.policy.node_wait < 0:
             raise ConfigError(f"--node-wait {self.policy.node_wait} must not be negative")
         return self
@@ -170,16 +214,18 @@ class LabelConfig:
 
     def hashed_settings(self) -> dict[str, Any]:
         """The settings the config hash covers: every label setting (one added later only when
-        it is not its default), with a local checkpoint known by its content."""
+        it differs from what earlier outputs used), with a local checkpoint known by its content."""
         lab = self.labels
         settings = {}
         for f in dataclasses.fields(lab):
             value = getattr(lab, f.name)
-            if not f.metadata["hashed_if_set"] or value != f.default:
+            if f.metadata["legacy"] is NO_LEGACY or value != f.metadata["legacy"]:
                 settings[f.name] = value
-        if lab.teacher_revision and "://" not in lab.teacher and Path(lab.teacher).expanduser().is_dir():
-            # A copy of the checkpoint, or the same folder named by another path, resumes the run.
-            settings["teacher"] = LOCAL_TEACHER
+        for name in ("teacher", "rescorer"):
+            path, revision = getattr(lab, name), getattr(lab, f"{name}_revision")
+            if path and revision and "://" not in path and Path(path).expanduser().is_dir():
+                # A copy of the checkpoint, or the same folder named by another path, resumes the run.
+                settings[name] = LOCAL_TEACHER
         settings["schema_version"] = SCHEMA_VERSION
         return settings
 
@@ -253,6 +299,11 @@ def _coerce(name: str, value: Any, source: str) -> Any:
                 raise ConfigError(f"setting {name} in {source} must be a whole number, not {value!r}")
             return int(number)
         return number
+    if "tuple" in kind:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or not all(isinstance(x, str) for x in items):
+            raise ConfigError(f"setting {name} in {source} must be a list of words, not {value!r}")
+        return tuple(x.strip().lower() for x in items if x.strip())
     return str(value)
 
 
@@ -264,13 +315,16 @@ def _unknown(name: str, source: str) -> ConfigError:
 
 def build_config(flags: Mapping[str, Any], yaml_path: str | None = None) -> LabelConfig:
     """Defaults < YAML file < flags given on the command line (None means 'not given')."""
-    values: dict[str, Any] = {}
+    from_file: dict[str, Any] = {}
     if yaml_path:
         from_file = load_yaml(yaml_path)
         for name in from_file:
             if name not in FIELDS:
                 raise _unknown(name, yaml_path)
-        values.update({k: _coerce(k, v, yaml_path) for k, v in from_file.items()})
+        from_file = {k: _coerce(k, v, yaml_path) for k, v in from_file.items()}
+    recipe = flags.get("recipe") or from_file.get("recipe")
+    values: dict[str, Any] = recipe_values(recipe) if recipe in RECIPE_NAMES else {}
+    values.update(from_file)
     for name, value in flags.items():
         if value is None:
             continue
@@ -286,12 +340,12 @@ def build_config(flags: Mapping[str, Any], yaml_path: str | None = None) -> Labe
 
 def diff_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """Human-readable differences between two hashed-settings dicts."""
-    defaults = {f.name: f.default for f in dataclasses.fields(LabelSettings) if f.metadata["hashed_if_set"]}
+    legacy = {f.name: f.metadata["legacy"] for f in dataclasses.fields(LabelSettings) if f.metadata["legacy"] is not NO_LEGACY}
     keys = sorted(set(old) | set(new))
 
     def shown(settings: Mapping[str, Any], key: str) -> str:
-        if key not in settings and key in defaults:
-            return f"{defaults[key]!r} (the default)"
+        if key not in settings and key in legacy:
+            return f"{legacy[key]!r} (not recorded: the value before --{key.replace('_', '-')} existed)"
         return repr(settings.get(key))
 
     return [f"{k}: {shown(old, k)} -> {shown(new, k)}" for k in keys if shown(old, k) != shown(new, k)]

@@ -62,12 +62,15 @@ class ShardOutcome:
 
 def resolve_config(cfg: LabelConfig) -> LabelConfig:
     """Pin what the flags leave open, so the config hash names what really made the outputs:
-    the revision of a local checkpoint (new weights at the same path are a new config) and the
-    spaCy model that `--spacy-model` unset picks on this machine."""
+    the revision of a local teacher or rescorer checkpoint (new weights at the same path are a new
+    config) and the spaCy model that `--spacy-model` unset picks on this machine."""
     from teacher.checkpoints import local_revision
 
     if cfg.labels.teacher_revision is None and os.path.isdir(cfg.labels.teacher):
         cfg = cfg.with_labels(teacher_revision=local_revision(cfg.labels.teacher))
+    rescorer = cfg.labels.rescorer
+    if rescorer and cfg.labels.rescorer_revision is None and os.path.isdir(rescorer):
+        cfg = cfg.with_labels(rescorer_revision=local_revision(rescorer))
     try:
         from parsers.spacy_model import resolve_model_name
     except ImportError:  # a driver without spaCy (its workers have it): keep the flag as given

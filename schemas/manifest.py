@@ -36,6 +36,7 @@ class Manifest:
     truncated_input: bool = False
     input_error: str | None = None
     settings: dict[str, Any] = dataclasses.field(default_factory=dict)
+    teacher_input: dict[str, Any] = dataclasses.field(default_factory=dict)  # resize rule, sizes, fast decoding
 
     @property
     def damage(self) -> str | None:

@@ -71,10 +71,11 @@ class GroundingDinoTeacher:
             check_weight_format(path, allow_pickle)
         elif TeacherSpec.parse(spec).is_local:
             raise CheckpointError(f"teacher checkpoint {spec} does not exist; give a local directory, an s3:// prefix or a Hugging Face id")
+        hub_revision_pin = None if is_dir else revision  # a local directory's revision is its content id
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=False)
+            self.tokenizer = AutoTokenizer.from_pretrained(path, revision=hub_revision_pin, trust_remote_code=False)
             self.model = AutoModelForZeroShotObjectDetection.from_pretrained(
-                path, revision=revision, trust_remote_code=False, use_safetensors=None if allow_pickle else True
+                path, revision=hub_revision_pin, trust_remote_code=False, use_safetensors=None if allow_pickle else True
             )
         except OSError as exc:
             raise CheckpointError(

@@ -15,12 +15,13 @@ def load_teacher(
     allow_pickle: bool = False,
     fast: bool = True,
     precision: str = DEFAULT_PRECISION,
+    revision: str | None = None,
 ) -> Teacher:
     """Load the backend `spec` names: `glip-t:PATH`, `glip-l:PATH`, a converted GLIP directory,
     or (the default) a Grounding DINO family checkpoint: hub id, local directory or s3:// prefix.
 
     `precision` "bf16" runs a GPU teacher under bf16 autocast, "fp32" in full precision; a CPU
-    teacher always computes in fp32."""
+    teacher always computes in fp32. `revision` pins a hub checkpoint's commit (--teacher-revision)."""
     from transformers.utils import logging as hf_logging
 
     from teacher.glip.checkpoint import is_glip_checkpoint_dir
@@ -39,6 +40,7 @@ def load_teacher(
     else:
         from teacher.grounding_dino import GroundingDinoTeacher
 
-        teacher = GroundingDinoTeacher(local, settings, device=device, allow_pickle=allow_pickle, fast=fast, precision=precision)
+        teacher = GroundingDinoTeacher(local, settings, device=device, allow_pickle=allow_pickle, fast=fast,
+                                       precision=precision, revision=revision)
     teacher.teacher_id = spec
     return teacher

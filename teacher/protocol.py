@@ -26,6 +26,7 @@ class GroundingSettings:
     nms_iou: float = 0.5
     max_boxes: int = 100
     prompt_mode: str = "caption"  # "caption" (GLIP contextual grounding) or "phrases"
+    nms_scope: str = "phrase"  # "phrase": NMS per phrase; "image": then across phrases too (teacher.box_policy)
 
 
 @dataclasses.dataclass
@@ -45,9 +46,15 @@ class Detection:
     x1: float
     y1: float
     score: float
+    clip_score: float | None = None  # with a rescorer: the crop's CLIP score against its phrase
+    rescored: float | None = None  # with a rescorer: sqrt(score * clip_score)
 
     def as_row(self) -> dict:
-        return dataclasses.asdict(self)
+        """The box as a Parquet struct; the rescorer's fields only when it ran (its own columns)."""
+        row = dataclasses.asdict(self)
+        if self.clip_score is None:
+            del row["clip_score"], row["rescored"]
+        return row
 
 
 @runtime_checkable

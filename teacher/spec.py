@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 GLIP_VARIANTS = ("glip-t", "glip-l")
@@ -39,3 +40,22 @@ class TeacherSpec:
 
     def local_path(self) -> Path:
         return Path(self.location).expanduser()
+
+    def is_glip(self) -> bool:
+        """A GLIP checkpoint: a `glip-x:` spec, or a converted directory (config.json model_type
+        "glip"), local or at a remote prefix."""
+        if self.variant:
+            return True
+        if not (self.is_remote or self.is_local):
+            return False  # a hub id: the Grounding DINO family
+        from pipeline.io import storage
+
+        url = storage.join(self.location if self.is_remote else str(self.local_path()), "config.json")
+        try:
+            return json.loads(storage.read_bytes(url)).get("model_type") == "glip"
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    def resize_rule(self) -> str:
+        """How the backend's reference pipeline sizes the teacher input (`pipeline.stages.images.teacher_size`)."""
+        return "glip" if self.is_glip() else "transformers"

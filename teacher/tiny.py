@@ -11,6 +11,7 @@ import argparse
 import string
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
 COMMON_WORDS = """
 a an the of in on at to with and or for from by near next under over behind front top side
@@ -83,14 +84,20 @@ def write_tiny_teacher(out_dir: str | Path, seed: int = 0) -> Path:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m teacher.tiny", description=__doc__.splitlines()[0])
+def checkpoint_cli(argv: list[str] | None, prog: str, description: str, write: Callable[..., Any], what: str) -> int:
+    """`python -m PROG OUT_DIR [--seed N]`: write a tiny random checkpoint with `write(out_dir, seed=N)`."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("out_dir", help="directory to write the checkpoint to")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
     args = parser.parse_args(argv)
-    path = write_tiny_teacher(args.out_dir, seed=args.seed)
-    print(f"wrote tiny Grounding DINO teacher to {path}")
+    path = write(args.out_dir, seed=args.seed)
+    print(f"wrote {what} to {path}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return checkpoint_cli(argv, "python -m teacher.tiny", __doc__.splitlines()[0], write_tiny_teacher,
+                          "tiny Grounding DINO teacher")
 
 
 if __name__ == "__main__":

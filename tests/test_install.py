@@ -92,3 +92,11 @@ def test_readme_gives_the_lock_commands() -> None:
         command = re.sub(r"\s+", " ", header.replace(f"-o requirements/{which.name}", ""))
         flags = [f for f in command.split() if f.startswith("-") and f != "-c"]
         assert all(f in script for f in flags), f"{which.name} was not made by scripts/lock.sh: {header}"
+
+
+def test_the_docs_have_no_placeholders_left() -> None:
+    """Figures in the README and BENCHMARKS.md are measured ones, never a TODO or a FIGURE_TIME token."""
+    for doc in ("README.md", "BENCHMARKS.md", "ARCHITECTURE.md"):
+        text = (ROOT / doc).read_text()
+        left = re.findall(r"\b(?:TODO|TBD|XXX|[A-Z]+_(?:TIME|OUTPUT|FIGURE|RESULT)S?)\b", text)
+        assert not left, f"{doc} still has {left}"

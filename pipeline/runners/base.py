@@ -39,12 +39,25 @@ class Runner(Protocol):
 
 
 def load_configured_teacher(cfg: LabelConfig) -> Teacher:
-    """The teacher the config names, on this process's device (the one call every runner makes)."""
+    """The teacher the config names, on this process's device (the one call every runner makes),
+    with the box policy of the recipe (CLIP re-scoring, NMS across phrases) when it has one."""
     from teacher.load import load_teacher
 
-    return load_teacher(cfg.labels.teacher, cfg.grounding_settings(), device=cfg.resources.device,
-                        allow_pickle=cfg.policy.allow_pickle_checkpoint, fast=cfg.resources.fast_teacher,
-                        precision=cfg.labels.precision)
+    lab = cfg.labels
+    teacher = load_teacher(lab.teacher, cfg.grounding_settings(), device=cfg.resources.device,
+                           allow_pickle=cfg.policy.allow_pickle_checkpoint, fast=cfg.resources.fast_teacher,
+                           precision=lab.precision, revision=lab.teacher_revision)
+    if not lab.rescorer and lab.nms_scope == "phrase":
+        return teacher
+    from teacher.box_policy import PolicyTeacher
+
+    rescorer = None
+    if lab.rescorer:
+        from teacher.rescore import ClipRescorer
+
+        rescorer = ClipRescorer(lab.rescorer, device=teacher.device, allow_pickle=cfg.policy.allow_pickle_checkpoint,
+                                revision=lab.rescorer_revision)
+    return PolicyTeacher(teacher, cfg.grounding_settings(), rescorer=rescorer, rescore_threshold=lab.rescore_threshold)
 
 
 def teacher_load_error(cfg: LabelConfig, exc: BaseException) -> TeacherLoadError:

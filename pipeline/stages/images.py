@@ -95,28 +95,47 @@ def is_image_member(name: str) -> bool:
     return member_extension(name) in IMAGE_EXTENSIONS
 
 
-def teacher_size(width: int, height: int, min_size: int = 800, max_size: int = 1333) -> tuple[int, int]:
+RESIZE_RULES = ("transformers", "glip")
+
+
+def teacher_size(width: int, height: int, min_size: int = 800, max_size: int = 1333,
+                 rule: str = "transformers") -> tuple[int, int]:
     """The (w, h) the teacher sees: shortest side to `min_size`, longest side at most `max_size`.
 
-    This is DETR/GLIP's `get_size_with_aspect_ratio` (and Hugging Face's Grounding DINO
-    processor): when the long side would pass `max_size`, the short side becomes
-    `round(max_size * short / long)`; the long side is then `floor(short_target * long / short)`,
-    computed in integers. Two guards the reference lacks: every side is at least 1 (a 1x10000
-    strip), and the long side is clamped to `max_size` (rounding the short side up could pass it
-    by one).
+    Each backend's reference resizes with its own rounding, and the teacher sees exactly the
+    reference's size (a real checkpoint was trained and evaluated at it):
 
-    Small images ARE upsampled (a 1x1 pixel becomes 800x800), as the reference transforms do:
-    the teacher was trained at this scale, and the boxes come back in the original frame anyway.
+    - "transformers" (Grounding DINO family): `transformers.image_transforms.
+      get_size_with_aspect_ratio`, what its image processor does. When the long side would pass
+      `max_size`, the short side becomes round(max_size * short / long) and the long side
+      int(max_size * short / long * long / short), from the unrounded short side (a 500x188
+      panorama becomes 1333x501).
+    - "glip": maskrcnn_benchmark's `Resize.get_size` (also DETR's): the long side is computed from
+      the rounded short side (the same panorama becomes 1332x501).
+
+    Both keep the image as is when its short side already equals the target. Two guards the
+    references lack: every side is at least 1 (a 1x10000 strip), and the long side is clamped to
+    `max_size`. Small images ARE upsampled (a 1x1 pixel becomes 800x800), as the references do.
     """
     if width < 1 or height < 1:
         raise ValueError(f"image size must be positive, got {width}x{height}")
     if min_size < 1 or max_size < min_size:
         raise ValueError(f"need 1 <= min_size <= max_size, got {min_size} and {max_size}")
+    if rule not in RESIZE_RULES:
+        raise ValueError(f"resize rule {rule!r} is not one of {', '.join(RESIZE_RULES)}")
     short, long = min(width, height), max(width, height)
-    short_target = min_size
-    if long * min_size > max_size * short:
-        short_target = max(1, round(max_size * short / long))
-    long_target = max(1, min(max_size, short_target * long // short))
+    size, raw = min_size, None
+    if long / short * min_size > max_size:
+        raw = max_size * short / long
+        size = int(round(raw))
+    if short == size and long <= max_size:
+        return width, height
+    short_target = max(1, size)
+    if rule == "transformers" and raw is not None:
+        long_target = int(raw * long / short)
+    else:
+        long_target = int(short_target * long / short)
+    long_target = max(1, min(max_size, long_target))
     if width <= height:
         return short_target, long_target
     return long_target, short_target
@@ -128,15 +147,17 @@ def decode_for_teacher(
     min_size: int = 800,
     max_size: int = 1333,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-    use_draft: bool = True,
+    resize_rule: str = "transformers",
+    fast: bool = False,
 ) -> DecodedImage:
     """Decode image bytes to RGB uint8 at the teacher's size; raise `ImageRejected` if impossible.
 
-    `use_draft` lets JPEGs decode at 1/2, 1/4 or 1/8 scale (libjpeg DCT scaling) when the
-    teacher's size is at least that much smaller on both axes; Pillow never drafts below the
-    requested size, so a drafted image is still only shrunk by the final resize. `width` and
-    `height` are taken from the header before drafting. Turning it off exists for the
-    benchmark and tests.
+    By default the pixels are exactly what the backend's reference pipeline gives its model:
+    the full image decoded, EXIF-oriented, alpha composited on white, then one PIL bilinear
+    resize to `teacher_size(..., rule=resize_rule)`. `fast` trades that exactness for speed on
+    photos much larger than the teacher input: JPEGs decode at 1/2, 1/4 or 1/8 scale (libjpeg
+    DCT scaling) when the target is at least that much smaller, and large downscales go in two
+    steps (Pillow's `reducing_gap`). `width` and `height` come from the header in either case.
     """
     if not data:
         raise ImageRejected(Status.DECODE_ERROR, "The image member is empty (0 bytes).")
@@ -174,12 +195,11 @@ def decode_for_teacher(
         orientation = _exif_orientation(image)
         swapped = orientation in _SWAPS_AXES
         width, height = (stored_h, stored_w) if swapped else (stored_w, stored_h)
-        target_w, target_h = teacher_size(width, height, min_size, max_size)
-        stored_target = (target_h, target_w) if swapped else (target_w, target_h)
+        target = teacher_size(width, height, min_size, max_size, resize_rule)
         try:
-            if use_draft:
-                image.draft("RGB", stored_target)
-            pixels = _to_teacher_pixels(image, stored_target, orientation)
+            if fast:
+                image.draft("RGB", (target[1], target[0]) if swapped else target)
+            pixels = _to_teacher_pixels(image, target, orientation, fast)
         except Image.DecompressionBombError as exc:
             raise ImageRejected(Status.IMAGE_TOO_LARGE, f"The image is too large to decode ({exc}).") from exc
         except MemoryError as exc:
@@ -221,16 +241,17 @@ def _exif_orientation(image: Image.Image) -> int:
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
-def _to_teacher_pixels(image: Image.Image, size: tuple[int, int], orientation: int) -> np.ndarray:
-    """Load, normalise the mode, resize in the stored frame, then orient (cheaper on the small image)."""
+def _to_teacher_pixels(image: Image.Image, size: tuple[int, int], orientation: int, fast: bool) -> np.ndarray:
+    """Load, normalise the mode, composite alpha on white, orient, then resize to `size` (w, h):
+    the reference's order, so the one bilinear resize sees the image the reference resizes."""
     image.load()
     image = _normalise_mode(image)
-    if image.size != size:
-        image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
     if image.mode == "RGBA":
         image = _composite_on_white(image)
     if orientation in _TRANSPOSE:
         image = image.transpose(_TRANSPOSE[orientation])
+    if image.size != size:
+        image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0 if fast else None)
     return np.array(image, dtype=np.uint8, order="C")  # a writable copy: torch.from_numpy wants one
 
 

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from pipeline.io import storage
 from pipeline.io.layout import OutputLayout
+from pipeline.stages.pair_filter import apply_pair_rules
 from pipeline.stages.prepare import PreparedShard
 from pipeline.stages.reader import iter_samples
 from schemas import Manifest, Status, row_to_json_record, rows_to_table, schema_metadata
@@ -73,7 +74,8 @@ def write_shard(prepared: PreparedShard, commit: ShardCommit, timings: dict[str,
     shard, layout = prepared.shard, OutputLayout(commit.output)
     expected = sum(1 for r in prepared.rows if r["status"] in DECODED)
     meta = schema_metadata(commit.teacher_id, commit.config_hash, {"teacher_revision": commit.teacher_revision, "shard": shard})
-    table = rows_to_table(prepared.rows, meta)
+    apply_pair_rules(prepared.rows, prepared.pair_rules)
+    table = rows_to_table(prepared.rows, meta, prepared.groups)
     with tempfile.TemporaryDirectory(prefix=f"shard-{shard}-") as tmp:
         pq_local = os.path.join(tmp, f"{shard}.parquet")
         tar_local = os.path.join(tmp, f"{shard}.tar")
@@ -111,6 +113,7 @@ def write_shard(prepared: PreparedShard, commit: ShardCommit, timings: dict[str,
         truncated_input=prepared.report.truncated,
         input_error=prepared.report.error,
         settings=commit.settings,
+        teacher_input=prepared.teacher_input,
     )
     storage.publish_bytes(layout.manifest(shard), manifest.to_json())
     return manifest
@@ -126,3 +129,5 @@ def apply_detections(prepared: PreparedShard, row_indices: list[int], results: l
             row.update(status=Status.TEACHER_ERROR.value, error=str(result), boxes=[])
         else:
             row["boxes"] = [d.as_row() for d in result]
+            if "rescore" in prepared.groups:
+                row["image_text_score"] = getattr(result, "image_text_score", None)

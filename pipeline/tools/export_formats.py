@@ -8,9 +8,13 @@ Conventions, per format:
   absolute pixels and `tokens_positive` [[start, end]] character spans into that caption; one
   category ("object"), as MDETR's pre-training annotations use.
 - COCO detection: one category per distinct phrase (lower-cased text), `bbox` [x,y,w,h], plus the
-  teacher `score` kept as an extra annotation field.
-- GRIT (Kosmos-2's GRIT-20M): `noun_chunks` as [start, end, x0, y0, x1, y1, score] with the box
-  normalised to [0, 1] by width and height.
+  box's score kept as an extra annotation field.
+
+Every score here is the box's `final_score`: CLIP's re-computed one in a re-scored output.
+- GRIT (Kosmos-2's GRIT-20M): `noun_chunks` and `ref_exps` as [start, end, x0, y0, x1, y1, score]
+  with the box normalised to [0, 1] by width and height; a referring expression (from an output
+  labelled with `--ref-exps`) takes the boxes of its head phrase, as GRIT's do. ODVG regions carry
+  their phrase's referring expression too (`ref_exp`, `ref_exp_tokens_positive`) when there is one.
 Character spans are Python `str` offsets into the caption, as the Parquet stores them.
 """
 
@@ -21,11 +25,11 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline.io.storage import safe_member_name
-from schemas import ROW_SCHEMA
+from schemas import ROW_SCHEMA, final_score
 
 GRIT_SCHEMA = pa.schema(
     [ROW_SCHEMA.field(name).with_nullable(True) for name in ("key", "shard", "url", "caption", "width", "height")]
-    + [pa.field("noun_chunks", pa.list_(pa.list_(pa.float64())))]
+    + [pa.field("noun_chunks", pa.list_(pa.list_(pa.float64()))), pa.field("ref_exps", pa.list_(pa.list_(pa.float64())))]
 )
 
 
@@ -49,11 +53,21 @@ def _xywh(box: dict[str, Any]) -> list[float]:
     return [x0, y0, round(x1 - x0, 3), round(y1 - y0, 3)]
 
 
+def _ref_exp_of(row: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """Phrase index -> its referring expression (outputs labelled with --ref-exps)."""
+    return {r["phrase"]: r for r in row.get("ref_exps") or []}
+
+
 def odvg_record(row: dict[str, Any], boxes: list[dict[str, Any]]) -> dict[str, Any]:
     regions = []
+    ref_exps = _ref_exp_of(row)
     for box in boxes:
         text, spans = _span(row, box)
-        regions.append({"bbox": _xyxy(box), "phrase": text, "tokens_positive": spans})
+        region = {"bbox": _xyxy(box), "phrase": text, "tokens_positive": spans}
+        ref = ref_exps.get(box["phrase"])
+        if ref is not None:
+            region.update(ref_exp=ref["text"], ref_exp_tokens_positive=[[int(ref["start"]), int(ref["end"])]])
+        regions.append(region)
     return {
         "filename": image_name(row),
         "height": int(row["height"]),
@@ -93,7 +107,7 @@ class CocoBuilder:
             x, y, w, h = _xywh(box)
             annotation = {"id": len(self.annotations) + 1, "image_id": image_id, "bbox": [x, y, w, h],
                           "area": round(w * h, 3), "iscrowd": 0, "category_id": self._category(text),
-                          "score": round(float(box["score"]), 4)}
+                          "score": round(final_score(box), 4)}
             if self.mode == "mdetr":
                 annotation.update(tokens_positive=spans, phrase_ids=int(box["phrase"]), phrase=text)
             self.annotations.append(annotation)
@@ -110,10 +124,17 @@ class CocoBuilder:
 
 def grit_record(row: dict[str, Any], boxes: list[dict[str, Any]]) -> dict[str, Any]:
     width, height = float(row["width"]), float(row["height"])
-    chunks = []
+    ref_exps = _ref_exp_of(row)
+
+    def entry(start: int, end: int, box: dict[str, Any]) -> list[float]:
+        return [float(start), float(end), box["x0"] / width, box["y0"] / height, box["x1"] / width,
+                box["y1"] / height, final_score(box)]
+
+    chunks, refs = [], []
     for box in boxes:
         _, [[start, end]] = _span(row, box)
-        chunks.append([float(start), float(end), box["x0"] / width, box["y0"] / height,
-                       box["x1"] / width, box["y1"] / height, float(box["score"])])
+        chunks.append(entry(start, end, box))
+        if box["phrase"] in ref_exps:
+            refs.append(entry(ref_exps[box["phrase"]]["start"], ref_exps[box["phrase"]]["end"], box))
     return {"key": row["key"], "shard": row["shard"], "url": row.get("url"), "caption": row["caption"],
-            "width": int(row["width"]), "height": int(row["height"]), "noun_chunks": chunks}
+            "width": int(row["width"]), "height": int(row["height"]), "noun_chunks": chunks, "ref_exps": refs}

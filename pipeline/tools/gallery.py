@@ -30,6 +30,7 @@ from pipeline.io.committed import (
     require_committed_shards,
 )
 from pipeline.io.storage import safe_member_name
+from schemas import final_score
 
 CARD_IMAGE_PX = 344  # figure width 360 minus padding: the on-screen width of every image
 
@@ -118,16 +119,16 @@ def card(record: dict[str, Any], image_path: str) -> str:
     width, height = record["width"], record["height"]
     font = 12.0 * width / CARD_IMAGE_PX  # about 12 screen pixels once the image is fitted to the card
     boxes = []
-    for box in sorted(record["boxes"], key=lambda b: b["score"]):
+    for box in sorted(record["boxes"], key=final_score):
         text = record["phrases"][box["phrase"]]["text"]
         colour = PALETTE[box["phrase"] % len(PALETTE)]
         x, y = box["x0"], box["y0"]
         w, h = box["x1"] - box["x0"], box["y1"] - box["y0"]
         label_y = y + font if y < font else y - 3
         boxes.append(
-            f'<g class="box" data-phrase="{esc(text.lower())}" data-score="{box["score"]:.4f}">'
+            f'<g class="box" data-phrase="{esc(text.lower())}" data-score="{final_score(box):.4f}">'
             f'<rect class="outline" x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" stroke="{colour}"/>'
-            f'<text x="{x + 2:.1f}" y="{label_y:.1f}" font-size="{font:.1f}">{esc(text)} {box["score"]:.2f}</text></g>'
+            f'<text x="{x + 2:.1f}" y="{label_y:.1f}" font-size="{font:.1f}">{esc(text)} {final_score(box):.2f}</text></g>'
         )
     return (
         f'<figure data-key="{esc(record["key"])}"><div class="frame">'
@@ -178,7 +179,7 @@ def build(output: str, out_dir: Path, samples: int = 48, seed: int = 0, min_scor
             if position is None or ext is None or "json" not in member:
                 continue
             record = json.loads(member["json"])
-            record["boxes"] = [b for b in record["boxes"] if b["score"] >= min_score]
+            record["boxes"] = [b for b in record["boxes"] if final_score(b) >= min_score]
             name = f"images/{position:05d}.{ext}"
             (out_dir / name).write_bytes(member[ext])
             cards[position] = card(record, name)

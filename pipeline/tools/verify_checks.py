@@ -19,7 +19,7 @@ import pyarrow as pa
 from pipeline.io import storage
 from pipeline.stages.reader import ReadReport, iter_samples, split_member
 from schemas.manifest import Manifest
-from schemas.rows import DECODED_STATUSES, ROW_SCHEMA, Status, row_to_json_record
+from schemas.rows import DECODED_STATUSES, RESCORED_BOX_TYPE, ROW_SCHEMA, Status, row_to_json_record
 
 EPS = 1e-3  # slack for float32 box coordinates at the frame edge
 MAX_LISTED = 5  # offending keys named per violation kind
@@ -66,14 +66,19 @@ def _json_equal(a: Any, b: Any) -> bool:
 
 
 def check_schema(schema: pa.Schema) -> list[str]:
-    """Every column of ROW_SCHEMA present with its type (extra columns are allowed)."""
+    """Every column of ROW_SCHEMA present with its type (extra columns are allowed, and the boxes
+    may carry the rescorer's extra fields: `schemas.rows.COLUMN_GROUPS`)."""
     out = []
     for field in ROW_SCHEMA:
         idx = schema.get_field_index(field.name)
         if idx < 0:
             out.append(f"parquet: column {field.name!r} missing")
-        elif not schema.field(idx).type.equals(field.type):
-            out.append(f"parquet: column {field.name!r} has type {schema.field(idx).type}, expected {field.type}")
+            continue
+        found = schema.field(idx).type
+        if field.name == "boxes" and found.equals(pa.list_(RESCORED_BOX_TYPE)):
+            continue
+        if not found.equals(field.type):
+            out.append(f"parquet: column {field.name!r} has type {found}, expected {field.type}")
     return out
 
 
@@ -119,7 +124,38 @@ def check_rows(rows: list[dict[str, Any]], shard: str) -> list[str]:
             if not (math.isfinite(b["score"]) and 0.0 <= b["score"] <= 1.0):
                 flag("score outside [0, 1]", key)
                 break
+    for r in rows:
+        for kind in _added_column_violations(r):
+            flag(kind, r["key"])
     return [f"parquet: {kind}: {_some(keys)}" for kind, keys in bad.items()]
+
+
+def _added_column_violations(r: dict[str, Any]) -> list[str]:
+    """The invariants of the columns settings add: referring expressions and dropped phrases are
+    exact caption spans, an expression contains its head phrase and no other kept one, a box's
+    `rescored` is sqrt(score * clip_score)."""
+    caption, phrases, out = r["caption"] or "", r["phrases"] or [], []
+
+    def exact(item: dict[str, Any]) -> bool:
+        return 0 <= item["start"] <= item["end"] <= len(caption) and caption[item["start"]:item["end"]] == item["text"]
+
+    refs = r.get("ref_exps") or []
+    if not all(exact(x) for x in refs + list(r.get("dropped_phrases") or [])):
+        out.append("ref_exps or dropped_phrases span does not match caption[start:end]")
+    for x in refs:
+        head = phrases[x["phrase"]] if 0 <= x["phrase"] < len(phrases) else None
+        if head is None or not x["start"] <= head["start"] <= head["end"] <= x["end"]:
+            out.append("referring expression does not contain its head phrase")
+            break
+    spans = sorted((x["start"], x["end"]) for x in refs)
+    if any(a_end > b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:])):
+        out.append("referring expressions overlap or nest")
+    for b in r["boxes"] or []:
+        if b.get("clip_score") is not None and not math.isclose(b["rescored"], math.sqrt(b["score"] * b["clip_score"]),
+                                                                 rel_tol=1e-4, abs_tol=1e-5):
+            out.append("rescored is not sqrt(score * clip_score)")
+            break
+    return out
 
 
 def check_tar(url: str, rows: list[dict[str, Any]]) -> tuple[list[str], dict[str, str], int, str, int]:

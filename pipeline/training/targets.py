@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from schemas import final_score
 from teacher.grounding import greedy_nms, positive_map
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -65,11 +66,12 @@ class ImageConfig:
 
 
 def filter_boxes(row: dict[str, Any], flt: LabelFilter) -> list[dict[str, Any]]:
-    """The row's boxes that pass score, NMS and max-boxes filters, highest score first."""
-    boxes = [b for b in row.get("boxes") or [] if b["score"] >= flt.min_score and b["x1"] > b["x0"] and b["y1"] > b["y0"]]
+    """The row's boxes that pass score, NMS and max-boxes filters, highest score first (each box's
+    `final_score`: the CLIP-rescored one when the output has it)."""
+    boxes = [b for b in row.get("boxes") or [] if final_score(b) >= flt.min_score and b["x1"] > b["x0"] and b["y1"] > b["y0"]]
     if not boxes:
         return []
-    scores = np.array([b["score"] for b in boxes], dtype=np.float32)
+    scores = np.array([final_score(b) for b in boxes], dtype=np.float32)
     if flt.nms_iou is not None:
         xyxy = np.array([[b["x0"], b["y0"], b["x1"], b["y1"]] for b in boxes], dtype=np.float32)
         phrase = np.array([b["phrase"] for b in boxes], dtype=np.int64)
@@ -126,7 +128,7 @@ def prepare_labels(
         "prompt": prompt,
         "frame": (int(record["height"]), int(record["width"])),
         "boxes_xyxy": torch.tensor([[b["x0"], b["y0"], b["x1"], b["y1"]] for b in kept], dtype=torch.float32).reshape(-1, 4),
-        "scores": torch.tensor([b["score"] for b in kept], dtype=torch.float32),
+        "scores": torch.tensor([final_score(b) for b in kept], dtype=torch.float32),
         "phrase_ids": phrase_ids[reachable],
         "phrases": [p["text"] for p in record.get("phrases") or []],
         "input_ids": torch.tensor(enc["input_ids"], dtype=torch.long),

@@ -75,7 +75,19 @@ def test_precision_is_hashed_only_when_it_is_not_the_default():
     assert "precision" not in default.hashed_settings()  # outputs made before the setting resume
     assert default.config_hash() == bf16.config_hash() != fp32.config_hash()
     assert fp32.hashed_settings()["precision"] == "fp32"
-    assert diff_settings(default.hashed_settings(), fp32.hashed_settings()) == ["precision: 'bf16' (the default) -> 'fp32'"]
+    assert diff_settings(default.hashed_settings(), fp32.hashed_settings()) == [
+        "precision: 'bf16' (not recorded: the value before --precision existed) -> 'fp32'"]
+
+
+def test_outputs_labelled_before_fast_decode_existed_resume_with_it_and_are_named_without():
+    from pipeline.config import build_config, diff_settings
+
+    flags = {"input": "x", "output": "y", "teacher": "t"}
+    reference, fast = build_config(flags), build_config(dict(flags, fast_decode=True))
+    assert "fast_decode" not in fast.hashed_settings()  # what every earlier output was labelled with
+    assert reference.hashed_settings()["fast_decode"] is False
+    assert diff_settings(fast.hashed_settings(), reference.hashed_settings()) == [
+        "fast_decode: True (not recorded: the value before --fast-decode existed) -> False"]
 
 
 def test_yaml_config_is_used_and_flags_override_it(tmp_path, tiny_teacher, generated_shards):

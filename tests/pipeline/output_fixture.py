@@ -142,11 +142,13 @@ def _output_file(root: Path, rel: str) -> OutputFile:
     return OutputFile(path=rel, size=len(data), sha256=hashlib.sha256(data).hexdigest())
 
 
-def write_shard(root: Path, shard: str, rows: list[dict[str, Any]], commit: bool = True) -> None:
-    """Parquet + tar (+ manifest when `commit`), as the labelling job publishes them."""
+def write_shard(root: Path, shard: str, rows: list[dict[str, Any]], commit: bool = True,
+                groups: frozenset[str] = frozenset()) -> None:
+    """Parquet + tar (+ manifest when `commit`), as the labelling job publishes them; `groups`
+    are the column groups the rows carry (`schemas.rows.COLUMN_GROUPS`)."""
     for sub in ("parquet", "wds", "_manifests"):
         (root / sub).mkdir(parents=True, exist_ok=True)
-    table = rows_to_table(rows, schema_metadata("tiny-test-teacher", "cfg123"))
+    table = rows_to_table(rows, schema_metadata("tiny-test-teacher", "cfg123"), groups)
     pq.write_table(table, root / "parquet" / f"{shard}.parquet", compression="zstd")
     with tarfile.open(root / "wds" / f"{shard}.tar", "w") as tar:
         for row in rows:

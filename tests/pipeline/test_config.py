@@ -19,14 +19,17 @@ def test_every_setting_is_in_exactly_one_section() -> None:
     sections = [LabelSettings, Resources, Policy]
     names = [f.name for cls in sections for f in dataclasses.fields(cls)]
     assert len(names) == len(set(names))
-    assert set(FIELDS) == {"input", "output", *names}
+    assert set(FIELDS) == {"input", "output", "recipe", *names}  # a recipe only sets defaults of the others
 
 
 def test_the_hash_is_the_one_outputs_labelled_before_the_sections_carry() -> None:
-    """Shards written by earlier versions (flat config) resume: their manifests carry these hashes,
-    computed by that version for the same settings."""
-    assert build_config(BASE).config_hash() == "cc3ef5dc99573332"
-    changed = build_config(dict(BASE, precision="fp32", box_threshold=0.3, batch_size=4, cpu_workers=3, overwrite=True))
+    """Shards written by earlier versions (flat config, JPEG draft decoding) resume with
+    --fast-decode: their manifests carry these hashes, computed by that version for the same
+    settings. Without it the hash differs (the teacher sees other pixels), so they are refused."""
+    assert build_config(dict(BASE, fast_decode=True)).config_hash() == "cc3ef5dc99573332"
+    assert build_config(BASE).config_hash() != "cc3ef5dc99573332"
+    changed = build_config(dict(BASE, precision="fp32", box_threshold=0.3, batch_size=4, cpu_workers=3, overwrite=True,
+                                fast_decode=True))
     assert changed.config_hash() == "8b028a0fe1a5b2c4"
 
 

@@ -47,31 +47,36 @@ def _detr_get_size(w: int, h: int, size: int, max_size: int) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize(
-    ("size", "expected"),
+    ("size", "glip", "transformers"),
     [
-        ((640, 480), (1066, 800)),
-        ((480, 640), (800, 1066)),
-        ((1000, 800), (1000, 800)),
-        ((800, 800), (800, 800)),
-        ((4000, 1000), (1332, 333)),
-        ((1, 1), (800, 800)),
-        ((1, 10_000), (1, 1333)),
-        ((10_000, 3), (1333, 1)),
+        ((640, 480), (1066, 800), (1066, 800)),
+        ((480, 640), (800, 1066), (800, 1066)),
+        ((1000, 800), (1000, 800), (1000, 800)),
+        ((800, 800), (800, 800), (800, 800)),
+        ((4000, 1000), (1332, 333), (1333, 333)),
+        ((500, 188), (1332, 501), (1333, 501)),  # the two references round a panorama differently
+        ((1, 1), (800, 800), (800, 800)),
+        ((1, 10_000), (1, 1333), (1, 1333)),
+        ((10_000, 3), (1333, 1), (1333, 1)),
     ],
 )
-def test_teacher_size_examples(size, expected):
-    assert teacher_size(*size) == expected
+def test_teacher_size_examples(size, glip, transformers):
+    assert teacher_size(*size, rule="glip") == glip
+    assert teacher_size(*size) == teacher_size(*size, rule="transformers") == transformers
 
 
-def test_teacher_size_matches_detr_reference_and_bounds():
+def test_teacher_size_matches_each_backends_reference_and_bounds():
+    from transformers.image_transforms import get_size_with_aspect_ratio
+
     rng = random.Random(0)
     for _ in range(5000):
         w, h = rng.randint(1, 6000), rng.randint(1, 6000)
-        tw, th = teacher_size(w, h)
-        assert 1 <= min(tw, th) <= 800 and 1 <= max(tw, th) <= 1333
-        reference = _detr_get_size(w, h, 800, 1333)
-        if min(reference) >= 1 and max(reference) <= 1333:
-            assert (tw, th) == reference, (w, h)
+        for rule, reference in (("glip", _detr_get_size(w, h, 800, 1333)),
+                                ("transformers", get_size_with_aspect_ratio((h, w), 800, 1333)[::-1])):
+            tw, th = teacher_size(w, h, rule=rule)
+            assert 1 <= min(tw, th) <= 800 and 1 <= max(tw, th) <= 1333
+            if min(reference) >= 1 and max(reference) <= 1333:
+                assert (tw, th) == tuple(reference), (rule, w, h)
 
 
 def test_teacher_size_custom_limits_and_validation():
@@ -248,7 +253,7 @@ def test_no_resize_when_already_at_teacher_size():
     assert np.array_equal(decode_for_teacher(data).pixels, np.asarray(picture))
 
 
-# -- JPEG draft (reduced-scale decoding) ----------------------------------------------------
+# -- fast decoding: JPEG draft (reduced-scale decoding) -------------------------------------
 
 
 @pytest.mark.parametrize(("size", "orientation"), [((4000, 3000), 1), ((3000, 4000), 6), ((3300, 1700), 1)])
@@ -265,8 +270,8 @@ def test_draft_keeps_the_frame_and_the_pixels(monkeypatch, size, orientation):
         return result
 
     monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", recording_draft)
-    drafted = decode_for_teacher(data)
-    full = decode_for_teacher(data, use_draft=False)
+    drafted = decode_for_teacher(data, fast=True)
+    full = decode_for_teacher(data)
     stored_w, stored_h = size
     assert drafted_sizes and drafted_sizes[0][0] < stored_w  # decoded at reduced scale
     assert drafted_sizes[0][0] >= drafted.pixels.shape[1 if orientation == 1 else 0]  # never below the target

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -11,7 +12,7 @@ from PIL import Image
 
 from pipeline.tools.export import main
 from pipeline.training.targets import LabelFilter, filter_boxes
-from tests.pipeline.output_fixture import build_output, committed_rows, moto_s3, upload
+from tests.pipeline.output_fixture import build_output, committed_rows, make_row, moto_s3, upload, write_shard
 
 MIN_SCORE = 0.3
 
@@ -166,3 +167,27 @@ def test_images_of_rows_with_hostile_keys_are_extracted_where_the_exports_name_t
         assert path.is_relative_to(images.resolve()) and path.is_file(), meta["filename"]
         assert Image.open(path).size == (meta["width"], meta["height"])
     assert sorted(p.name for p in images.rglob("*") if p.is_file()) == sorted(Path(m["filename"]).name for m in metas)
+
+
+def test_grit_and_odvg_carry_referring_expressions(tmp_path: Path) -> None:
+    """GRIT's layout: a referring expression takes its head phrase's boxes, [start, end, box, score]."""
+    caption = "a dog in a field of flowers next to a red car"
+    row = make_row("s", 0, random.Random(0))
+    row.update(key="k0", caption=caption, width=200, height=100, status="ok", error=None,
+               phrases=[{"text": t, "start": caption.index(t), "end": caption.index(t) + len(t)}
+                        for t in ("a dog", "a field", "flowers", "a red car")],
+               boxes=[{"phrase": 0, "x0": 10.0, "y0": 10.0, "x1": 50.0, "y1": 60.0, "score": 0.9},
+                      {"phrase": 3, "x0": 100.0, "y0": 20.0, "x1": 180.0, "y1": 90.0, "score": 0.8}],
+               ref_exps=[{"text": "a dog in a field of flowers", "start": 0, "end": 27, "phrase": 0},
+                         {"text": "a red car", "start": 36, "end": 45, "phrase": 3}])
+    out = tmp_path / "out"
+    write_shard(out, "s", [row], groups=frozenset({"ref_exps"}))
+    run(out, "grit", tmp_path / "grit.parquet")
+    record = pq.read_table(tmp_path / "grit.parquet").to_pylist()[0]
+    assert record["ref_exps"] == [[0.0, 27.0, 0.05, 0.1, 0.25, 0.6, pytest.approx(0.9)],
+                                  [36.0, 45.0, 0.5, 0.2, 0.9, 0.9, pytest.approx(0.8)]]
+    assert [c[:2] for c in record["noun_chunks"]] == [[0.0, 5.0], [36.0, 45.0]]
+    run(out, "odvg", tmp_path / "train.jsonl")
+    regions = json.loads((tmp_path / "train.jsonl").read_text().splitlines()[0])["grounding"]["regions"]
+    assert regions[0]["ref_exp"] == "a dog in a field of flowers" and regions[0]["ref_exp_tokens_positive"] == [[0, 27]]
+    assert caption[0:27] == regions[0]["ref_exp"] and regions[0]["phrase"] == "a dog"

@@ -268,3 +268,24 @@ def test_shards_of_two_configs_in_one_output(tmp_path: Path) -> None:
     report = verify_output(str(tmp_path))
     assert all(s.ok for s in report.shards)
     _fails_with(str(tmp_path), "shards made with different configs")
+
+
+def test_the_columns_settings_add_are_checked_too() -> None:
+    from pipeline.tools.verify_checks import check_rows
+
+    caption = "a dog in a field of flowers"
+    row = {"key": "k", "shard": "s", "caption": caption, "status": "ok", "error": None, "width": 10, "height": 10,
+           "phrases": [{"text": "a dog", "start": 0, "end": 5}],
+           "boxes": [{"phrase": 0, "x0": 0.0, "y0": 0.0, "x1": 5.0, "y1": 5.0, "score": 0.64, "clip_score": 0.25,
+                      "rescored": 0.4}],
+           "ref_exps": [{"text": caption, "start": 0, "end": 27, "phrase": 0}],
+           "dropped_phrases": [{"text": "flowers", "start": 20, "end": 27, "reason": "abstract_noun"}]}
+    assert check_rows([row], "s") == []
+    bad = dict(row, ref_exps=[{"text": "a dog in", "start": 0, "end": 9, "phrase": 0}])
+    assert any("ref_exps or dropped_phrases span" in v for v in check_rows([bad], "s"))
+    outside = dict(row, ref_exps=[{"text": "a field of flowers", "start": 9, "end": 27, "phrase": 0}])
+    assert any("does not contain its head phrase" in v for v in check_rows([outside], "s"))
+    nested = dict(row, ref_exps=row["ref_exps"] + [{"text": "a dog", "start": 0, "end": 5, "phrase": 0}])
+    assert any("overlap or nest" in v for v in check_rows([nested], "s"))
+    wrong = dict(row, boxes=[dict(row["boxes"][0], rescored=0.5)])
+    assert any("sqrt(score * clip_score)" in v for v in check_rows([wrong], "s"))

@@ -115,6 +115,15 @@ def test_filter_boxes_nms_per_phrase_by_hand() -> None:
     assert [b["score"] for b in filter_boxes({"boxes": boxes}, LabelFilter(max_boxes=2))] == [0.9, 0.8]
 
 
+def test_filter_boxes_uses_the_clip_rescored_score_when_there_is_one() -> None:
+    """A re-scored output (YOLO-World) is thresholded and ordered by `rescored`, not the teacher's score."""
+    boxes = [dict(phrase=0, x0=0, y0=0, x1=10, y1=10, score=0.9, clip_score=0.1, rescored=0.3),
+             dict(phrase=1, x0=20, y0=0, x1=30, y1=10, score=0.4, clip_score=0.9, rescored=0.6)]
+    kept = filter_boxes({"boxes": boxes}, LabelFilter(min_score=0.5))
+    assert [b["phrase"] for b in kept] == [1]
+    assert [b["phrase"] for b in filter_boxes({"boxes": boxes}, LabelFilter())] == [1, 0]
+
+
 def test_collate_pads_images_and_text(output, tok) -> None:
     root, _ = output
     samples = list(itertools.islice(iter(dataset(root, tok)), 5))

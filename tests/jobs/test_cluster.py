@@ -106,7 +106,7 @@ def test_teachers_on_the_gpu_node_which_is_lost_then_replaced(cluster, eight_sha
     gpu_node = cluster.add_node("gpu-1", cpus=2, gpus=1)
     out = tmp_path / "out"
     pattern = str(eight_shards / "*.tar")
-    args = ["--input", pattern, "--output", str(out), "--teacher", tiny_teacher, "--node-wait", "20", *SLOW_FLAGS]
+    args = ["--input", pattern, "--output", str(out), "--teacher", tiny_teacher, "--node-wait", "10", *SLOW_FLAGS]
     job = cluster.submit(args)
     _wait_for_manifests(out, 1, job)
     gpu_node.kill()

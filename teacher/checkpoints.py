@@ -6,6 +6,7 @@ guarded by a file lock so several workers on one node do not download it twice.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -58,6 +59,44 @@ def materialise(spec: str) -> str:
             tmp.rename(target)
             done.write_text(spec)
     return str(target)
+
+
+def has_weights(path: Path) -> bool:
+    """Whether a checkpoint directory holds weight files (safetensors, or pickle formats)."""
+    return any(f.name.endswith((".safetensors", ".safetensors.index.json") + PICKLE_SUFFIXES) for f in path.iterdir())
+
+
+@dataclasses.dataclass(frozen=True)
+class LocatedCheckpoint:
+    """A checkpoint ready for `from_pretrained`: a checked local directory, or a hub id."""
+
+    path: str
+    is_dir: bool
+    revision: str | None  # the revision the user pinned (--teacher-revision, --rescorer-revision)
+
+    @property
+    def hub_pin(self) -> str | None:
+        """The `revision` for `from_pretrained`: a local directory's revision is its content id, not a commit."""
+        return None if self.is_dir else self.revision
+
+    def recorded_revision(self, model_config: object) -> str:
+        """What the manifests record: the pinned revision, else the directory's content id or the hub commit."""
+        return self.revision or (local_revision(self.path) if self.is_dir else hub_revision(model_config) or "unknown")
+
+
+def locate_checkpoint(spec: str, what: str, *, allow_pickle: bool, revision: str | None = None) -> LocatedCheckpoint:
+    """Copy a remote prefix once (`materialise`); check a local directory before `from_pretrained`
+    fails on it less clearly (weights present; pickle-only ones refused unless allowed); refuse a
+    local path that does not exist. `what` names the checkpoint in the errors ("teacher", "CLIP")."""
+    path = materialise(spec)
+    is_dir = Path(path).is_dir()
+    if is_dir:
+        if not has_weights(Path(path)):
+            raise CheckpointError(f"{what} checkpoint {spec} has no weights (model.safetensors); give a complete checkpoint directory")
+        check_weight_format(path, allow_pickle)
+    elif TeacherSpec.parse(spec).is_local:
+        raise CheckpointError(f"{what} checkpoint {spec} does not exist; give a local directory, an s3:// prefix or a Hugging Face id")
+    return LocatedCheckpoint(path, is_dir, revision)
 
 
 def check_weight_format(path: str, allow_pickle: bool) -> None:
@@ -118,7 +157,6 @@ def validate_teacher_spec(spec: str, allow_pickle: bool = False) -> None:
         raise CheckpointError(f"teacher checkpoint {spec} does not exist or is not a directory; give a checkpoint directory (python -m teacher.tiny DIR writes a tiny one), an s3:// prefix or a Hugging Face id")
     if not (path / "config.json").exists():
         raise CheckpointError(f"teacher directory {spec} has no config.json; give a directory written by save_pretrained or by python -m teacher.glip.convert")
-    names = [f.name for f in path.iterdir()]
-    if not any(n.endswith((".safetensors", ".safetensors.index.json")) or n.endswith(PICKLE_SUFFIXES) for n in names):
+    if not has_weights(path):
         raise CheckpointError(f"teacher directory {spec} has no weights (model.safetensors); give a complete checkpoint directory")
     check_weight_format(str(path), allow_pickle)

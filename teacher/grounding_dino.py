@@ -18,14 +18,7 @@ import numpy as np
 import torch
 
 from pipeline.errors import describe_error
-from teacher.checkpoints import (
-    CheckpointError,
-    check_weight_format,
-    hub_revision,
-    local_revision,
-    materialise,
-    read_json,
-)
+from teacher.checkpoints import CheckpointError, locate_checkpoint, read_json
 from teacher.fast.host_sync import tensor_checks_skipped
 from teacher.fast.precision import autocast_dtype, precast_weights
 from teacher.grounding import (
@@ -39,7 +32,6 @@ from teacher.grounding import (
 )
 from teacher.prompts import Prompt, build_prompts
 from teacher.protocol import DEFAULT_PRECISION, Detection, GroundingSettings, TeacherRequest
-from teacher.spec import TeacherSpec
 
 log = logging.getLogger(__name__)
 
@@ -65,17 +57,12 @@ class GroundingDinoTeacher:
 
         self.settings = settings
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        path = materialise(spec)
-        is_dir = Path(path).is_dir()
-        if is_dir:
-            check_weight_format(path, allow_pickle)
-        elif TeacherSpec.parse(spec).is_local:
-            raise CheckpointError(f"teacher checkpoint {spec} does not exist; give a local directory, an s3:// prefix or a Hugging Face id")
-        hub_revision_pin = None if is_dir else revision  # a local directory's revision is its content id
+        found = locate_checkpoint(spec, "teacher", allow_pickle=allow_pickle, revision=revision)
+        path, pin, is_dir = found.path, found.hub_pin, found.is_dir
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path, revision=hub_revision_pin, trust_remote_code=False)
+            self.tokenizer = AutoTokenizer.from_pretrained(path, revision=pin, trust_remote_code=False)
             self.model = AutoModelForZeroShotObjectDetection.from_pretrained(
-                path, revision=hub_revision_pin, trust_remote_code=False, use_safetensors=None if allow_pickle else True
+                path, revision=pin, trust_remote_code=False, use_safetensors=None if allow_pickle else True
             )
         except OSError as exc:
             raise CheckpointError(
@@ -85,7 +72,7 @@ class GroundingDinoTeacher:
             ) from exc
         self.model.eval().to(self.device)
         self.teacher_id = spec
-        self.revision = revision or (local_revision(path) if is_dir else hub_revision(self.model.config) or "unknown")
+        self.revision = found.recorded_revision(self.model.config)
         self.max_text_len = int(getattr(self.model.config, "max_text_len", 256))
         proc = read_json(Path(path) / "preprocessor_config.json") if is_dir else {}
         mean = proc.get("image_mean", IMAGENET_MEAN)

@@ -43,24 +43,15 @@ from __future__ import annotations
 
 import contextlib
 import math
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
 from pipeline.errors import describe_error
-from teacher.checkpoints import (
-    PICKLE_SUFFIXES,
-    CheckpointError,
-    check_weight_format,
-    hub_revision,
-    local_revision,
-    materialise,
-)
+from teacher.checkpoints import CheckpointError, locate_checkpoint
 from teacher.fast.precision import autocast_dtype
 from teacher.protocol import DEFAULT_PRECISION, Detection, TeacherRequest
-from teacher.spec import TeacherSpec
 
 
 def rescored(score: float, clip_score: float) -> float:
@@ -93,15 +84,6 @@ def box_pixels(pixels: np.ndarray, det: Detection, width: int, height: int) -> n
     return pixels[y0:y1, x0:x1]
 
 
-def check_local_checkpoint(path: str, spec: str, allow_pickle: bool) -> None:
-    """Name what a local checkpoint directory lacks before `from_pretrained` fails on it less
-    clearly; pickle-only weights are refused unless allowed (`check_weight_format`)."""
-    names = [f.name for f in Path(path).iterdir()]
-    if not any(n.endswith((".safetensors", ".safetensors.index.json") + PICKLE_SUFFIXES) for n in names):
-        raise CheckpointError(f"CLIP checkpoint {spec} has no weights (model.safetensors); give a complete checkpoint directory")
-    check_weight_format(path, allow_pickle)
-
-
 class ClipRescorer:
     """Loads a CLIP checkpoint once; `score` gives the region-text and image-text scores of
     teacher outputs."""
@@ -114,13 +96,8 @@ class ClipRescorer:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size = batch_size
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        path = materialise(spec)
-        is_dir = Path(path).is_dir()
-        if is_dir:
-            check_local_checkpoint(path, spec, allow_pickle)
-        elif TeacherSpec.parse(spec).is_local:
-            raise CheckpointError(f"CLIP checkpoint {spec} does not exist; give a local directory, an s3:// prefix or a Hugging Face id")
-        pin = None if is_dir else revision  # a local directory's revision is its content id
+        found = locate_checkpoint(spec, "CLIP", allow_pickle=allow_pickle, revision=revision)
+        path, pin = found.path, found.hub_pin
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path, revision=pin, trust_remote_code=False)
             self.image_processor = AutoImageProcessor.from_pretrained(path, revision=pin, trust_remote_code=False)
@@ -135,7 +112,7 @@ class ClipRescorer:
             ) from exc
         self.model.eval().to(self.device)
         self.rescorer_id = spec
-        self.revision = revision or (local_revision(path) if is_dir else hub_revision(self.model.config) or "unknown")
+        self.revision = found.recorded_revision(self.model.config)
         self.max_text_len = int(self.model.config.text_config.max_position_embeddings)
         self.autocast_dtype = autocast_dtype(self.device, DEFAULT_PRECISION)
 

@@ -48,14 +48,19 @@ class TeacherSpec:
             return True
         if not (self.is_remote or self.is_local):
             return False  # a hub id: the Grounding DINO family
-        from pipeline.io import storage
-
-        url = storage.join(self.location if self.is_remote else str(self.local_path()), "config.json")
-        try:
-            return json.loads(storage.read_bytes(url)).get("model_type") == "glip"
-        except (OSError, ValueError, AttributeError):
-            return False
+        return has_glip_config(self.location if self.is_remote else str(self.local_path()))
 
     def resize_rule(self) -> str:
         """How the backend's reference pipeline sizes the teacher input (`pipeline.stages.images.teacher_size`)."""
         return "glip" if self.is_glip() else "transformers"
+
+
+def has_glip_config(location: str) -> bool:
+    """Whether the checkpoint at `location` (a local directory or a remote prefix) is one that
+    `teacher.glip.convert` wrote: its config.json says model_type "glip"."""
+    from pipeline.io import storage
+
+    try:
+        return json.loads(storage.read_bytes(storage.join(location, "config.json"))).get("model_type") == "glip"
+    except (OSError, ValueError, AttributeError):
+        return False

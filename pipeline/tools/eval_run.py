@@ -12,10 +12,8 @@ or an img2dataset shard pattern whose samples name the image id in their json (`
 
 from __future__ import annotations
 
-import io
 import json
 import posixpath
-import tarfile
 from pathlib import Path
 
 from pipeline.io import storage
@@ -23,6 +21,7 @@ from pipeline.stages.images import IMAGE_EXTENSIONS
 from pipeline.stages.inputs import list_shards
 from pipeline.stages.reader import iter_samples
 from pipeline.tools.eval_gold import GoldError, GoldSample
+from pipeline.tools.sample_shards import write_tar
 
 SAMPLES_PER_SHARD = 1000
 _ID_FIELDS = ("image_id", "flickr30k_id", "id")
@@ -75,13 +74,6 @@ def write_gold_shards(gold: list[GoldSample], images: dict[str, tuple[bytes, str
             record = {"key": g.key, "image_id": g.image_id, "caption": g.caption, "width": g.width, "height": g.height}
             members += [(f"{g.key}.{ext}", data), (f"{g.key}.txt", g.caption.encode("utf-8")),
                         (f"{g.key}.json", json.dumps(record).encode("utf-8"))]
-        _write_tar(folder / f"{first // SAMPLES_PER_SHARD:05d}.tar", members)
+        write_tar(str(folder / f"{first // SAMPLES_PER_SHARD:05d}.tar"), members)
     return posixpath.join(str(folder), "*.tar")
 
-
-def _write_tar(path: Path, members: list[tuple[str, bytes]]) -> None:
-    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size, info.mtime, info.mode = len(data), 0, 0o644
-            tar.addfile(info, io.BytesIO(data))

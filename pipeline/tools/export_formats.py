@@ -9,13 +9,12 @@ Conventions, per format:
   category ("object"), as MDETR's pre-training annotations use.
 - COCO detection: one category per distinct phrase (lower-cased text), `bbox` [x,y,w,h], plus the
   box's score kept as an extra annotation field.
-
-Every score here is the box's `final_score`: CLIP's re-computed one in a re-scored output.
 - GRIT (Kosmos-2's GRIT-20M): `noun_chunks` and `ref_exps` as [start, end, x0, y0, x1, y1, score]
   with the box normalised to [0, 1] by width and height; a referring expression (from an output
   labelled with `--ref-exps`) takes the boxes of its head phrase, as GRIT's do. ODVG regions carry
   their phrase's referring expression too (`ref_exp`, `ref_exp_tokens_positive`) when there is one.
-Character spans are Python `str` offsets into the caption, as the Parquet stores them.
+Character spans are Python `str` offsets into the caption, as the Parquet stores them. Every
+score is the box's `final_score`: CLIP's re-computed one in a re-scored output.
 """
 
 from __future__ import annotations

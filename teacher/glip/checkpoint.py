@@ -8,7 +8,6 @@ module tree exactly (`strict=True`); anything else fails with the leftovers grou
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from pathlib import Path
@@ -18,6 +17,7 @@ from safetensors.torch import load_file
 
 from teacher.glip.config import GlipConfig
 from teacher.glip.model import GlipModel
+from teacher.spec import has_glip_config
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -100,13 +100,7 @@ def build_model_from_state(cfg: GlipConfig, state: dict[str, torch.Tensor],
 
 def is_glip_checkpoint_dir(path: str | Path) -> bool:
     """True for a directory written by `teacher.glip.convert` (config.json model_type "glip")."""
-    cfg = Path(path) / CONFIG_NAME
-    if not cfg.is_file():
-        return False
-    try:
-        return json.loads(cfg.read_text()).get("model_type") == "glip"
-    except (OSError, ValueError):
-        return False
+    return Path(path).is_dir() and has_glip_config(str(path))
 
 
 def load_converted_dir(path: str | Path, device: str | torch.device = "cpu") -> GlipModel:

@@ -8,10 +8,9 @@
     runners/        what drives the stages: on Ray (actors) or in one process
     io/             storage (local and s3://), the output layout and lock, committed shards
     training/       the loader a student trains from
-    tools/          verify, inspect, gallery, export, sample shards
+    tools/          verify, inspect, gallery, export, evaluate against gold, sample shards
 
-`verify.py`, `inspect.py`, `gallery.py`, `export.py`, `samples.py`, `loader.py` and
-`loader_grounding_dino.py` here are the earlier names of modules now under tools/ and training/,
-kept so that existing commands and imports work. ARCHITECTURE.md at the project root tells the
-whole story.
+The tools are used as console scripts (`glip-verify`, ...) or `python -m pipeline.tools.X`; the
+training loader is imported from `pipeline.training`. ARCHITECTURE.md at the project root tells
+the whole story.
 """

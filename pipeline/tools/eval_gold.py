@@ -1,4 +1,4 @@
-"""Gold readers for `pipeline.evaluate`: Flickr30k Entities JSONL, COCO instances JSON, ODVG JSONL.
+"""Gold readers for `glip-evaluate`: Flickr30k Entities JSONL, COCO instances JSON, ODVG JSONL.
 
 Each reader turns its format into the same `GoldSample`s (a caption, its image size, and the
 caption's gold phrases with their boxes), so the metrics in `pipeline.tools.eval_metrics` never

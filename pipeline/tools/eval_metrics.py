@@ -1,4 +1,4 @@
-"""Label quality against gold: the pure core of `pipeline.evaluate` (no I/O, no Ray).
+"""Label quality against gold: the pure core of `glip-evaluate` (no I/O, no Ray).
 
 Three questions, three sections of `evaluate`'s result:
 - How good is the teacher by the published protocol? Phrase-grounding recall@k as MDETR's

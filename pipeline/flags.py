@@ -26,8 +26,29 @@ INVOCATION = [
     ("--ray-address", "", "the Ray cluster to join (default: the one the job was submitted to, else a new local one)", {}),
     ("--no-progress", "off", "no progress bar", {"action": "store_true"}),
 ]
+JOB_DESCRIPTION = "Label img2dataset WebDataset shards with GLIP-style phrase boxes."
+JOB_EPILOG = """exit codes: 0 every shard done; 1 some shard failed (each is named); 2 bad flag, config,
+input or teacher; 3 another run holds the output (OUTPUT/_lock.json); 130 interrupted (Ctrl-C).
+Settings may also come from --config FILE.yaml (keys as the flags, with _ or -); flags win."""
 SECTION_TITLES = {None: "What to label", "labels": "What changes the labels (hashed: resume compares these)",
                   "resources": "Resources", "policy": "Policy"}
+
+
+class _JobParser(argparse.ArgumentParser):
+    """One-line errors (the usage block buries them), with a hint for an unquoted glob."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        if "unrecognized arguments" in message and ".tar" in message:
+            message += "; quote the --input pattern ('dir/*.tar') so the shell does not expand it"
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def parse_job_args(argv: list[str] | None) -> argparse.Namespace:
+    """The labelling job's flags (`glip-label`, `jobs/label_cc12m.py`, `glip-evaluate --run -- ...`)."""
+    p = _JobParser(description=JOB_DESCRIPTION, epilog=JOB_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_setting_flags(p)
+    add_invocation_flags(p)
+    return p.parse_args(argv)
 
 
 def flag_name(name: str, field: dataclasses.Field) -> str | None:

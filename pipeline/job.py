@@ -1,5 +1,6 @@
 """One labelling run, start to end: plan, lock the output, label the shards with a runner, write
-the run record, print the summary; the exit code says how it went."""
+the run record, print the summary; the exit code says how it went. `run_command` is the whole
+command line (`glip-label`, `jobs/label_cc12m.py`, and `glip-evaluate --run`)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from pipeline.config import ConfigError, LabelConfig
-from pipeline.errors import describe_error
+from pipeline.config import ConfigError, LabelConfig, build_config
+from pipeline.flags import parse_job_args, setting_values
 from pipeline.io.lock import LockHeldError, OutputLock
 from pipeline.plan import RunPlan, ShardOutcome, clean_temp_files, missing_shards, plan_run
 from pipeline.run_record import summary_text, write_run_record
 from pipeline.runners import TeacherLoadError, make_runner
 from pipeline.stages.inputs import ShardListError, shard_id
+from schemas.errors import describe_error
 
 log = logging.getLogger(__name__)
 
@@ -119,3 +121,16 @@ def _label(plan: RunPlan, runner: str, ray_address: str | None, progress: bool) 
     outcomes += [ShardOutcome(shard_id(url), error=f"shard {shard_id(url)} ({url}) was not labelled: the runner ended without it")
                  for url in missing_shards(plan, outcomes)]
     return outcomes, started.placement()
+
+
+def run_command(argv: list[str] | None = None) -> int:
+    """The labelling job from its command line: flags (and --config) -> settings -> `run_job`;
+    the exit code (`pipeline.flags.JOB_EPILOG`)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_job_args(argv)
+    try:
+        config = build_config(setting_values(args), args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return run_job(config, runner=args.runner, ray_address=args.ray_address, progress=not args.no_progress)

@@ -16,8 +16,8 @@ import time
 import uuid
 from typing import Any, Iterable
 
+import storage
 from pipeline.config import ConfigError, LabelConfig, diff_settings
-from pipeline.io import storage
 from pipeline.io.layout import OutputLayout, UnreadableManifest
 from pipeline.stages.inputs import list_shards, shard_id
 from pipeline.stages.write import ShardCommit

@@ -8,7 +8,7 @@ import importlib.metadata
 import time
 from typing import Any, Iterable
 
-from pipeline.io import storage
+import storage
 from pipeline.plan import RunPlan, ShardOutcome, missing_shards
 from pipeline.stages.inputs import shard_id
 from schemas import RunRecord

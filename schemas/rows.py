@@ -40,6 +40,14 @@ class Status(str, enum.Enum):
         return [s.value for s in cls]
 
 
+# The one list of image member extensions, in the input and the output tars: the shard reader
+# takes a member with one of these (the last part of its extension, lower-cased) as the sample's
+# image, and a row's `image_ext` is one of them. An extension whose format Pillow cannot open
+# still makes the member the image; its row then gets `decode_error`.
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {"jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff", "avif"}
+)
+
 # Statuses whose image decoded: these rows are written to the output tar.
 DECODED_STATUSES = frozenset({Status.OK, Status.NO_CAPTION, Status.NO_PHRASES, Status.TEACHER_ERROR, Status.FILTERED})
 

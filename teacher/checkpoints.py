@@ -13,7 +13,7 @@ import json
 import os
 from pathlib import Path
 
-from pipeline.io import storage
+import storage
 from teacher.spec import TeacherSpec
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")

@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from pipeline.errors import describe_error
+from schemas.errors import describe_error
 from teacher.checkpoints import CheckpointError, locate_checkpoint, read_json
 from teacher.fast.host_sync import tensor_checks_skipped
 from teacher.fast.precision import autocast_dtype, precast_weights

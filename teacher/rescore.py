@@ -48,7 +48,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from pipeline.errors import describe_error
+from schemas.errors import describe_error
 from teacher.checkpoints import CheckpointError, locate_checkpoint
 from teacher.fast.precision import autocast_dtype
 from teacher.protocol import DEFAULT_PRECISION, Detection, TeacherRequest

@@ -12,6 +12,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+import storage
+
 GLIP_VARIANTS = ("glip-t", "glip-l")
 
 
@@ -58,8 +60,6 @@ class TeacherSpec:
 def has_glip_config(location: str) -> bool:
     """Whether the checkpoint at `location` (a local directory or a remote prefix) is one that
     `teacher.glip.convert` wrote: its config.json says model_type "glip"."""
-    from pipeline.io import storage
-
     try:
         return json.loads(storage.read_bytes(storage.join(location, "config.json"))).get("model_type") == "glip"
     except (OSError, ValueError, AttributeError):

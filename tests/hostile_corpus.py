@@ -33,9 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, features
 
-from pipeline.stages.images import IMAGE_EXTENSIONS
 from pipeline.tools.sample_shards import tar_info
-from schemas.rows import Status
+from schemas.rows import IMAGE_EXTENSIONS, Status
 
 OK_CAPTION = "a red car parked next to a white house"
 DUPLICATE_KEY = "hostile_duplicate"

@@ -17,10 +17,10 @@ import braceexpand
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.io import storage
+import storage
 from pipeline.io.layout import TAR_DIR, OutputLayout
-from pipeline.stages.images import IMAGE_EXTENSIONS
 from schemas import Manifest
+from schemas.rows import IMAGE_EXTENSIONS
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from pipeline.io import storage
+import storage
 from schemas import Manifest
 
 log = logging.getLogger(__name__)

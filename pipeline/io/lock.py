@@ -15,7 +15,7 @@ import uuid
 from typing import Any
 
 from pipeline.io.layout import LOCK_NAME, OutputLayout
-from pipeline.io.storage import TEMP_PREFIX, TEMP_SUFFIXES, filesystem, is_local, local_publish, remove, with_retries
+from storage import TEMP_PREFIX, TEMP_SUFFIXES, filesystem, is_local, local_publish, remove, with_retries
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Any, Callable, Protocol
 
 from pipeline.config import LabelConfig
-from pipeline.errors import describe_error
 from pipeline.plan import ShardOutcome
+from schemas.errors import describe_error
 from teacher.protocol import Teacher
 
 OnSamples = Callable[[int], None]

@@ -16,13 +16,13 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from pipeline.config import LabelConfig
-from pipeline.errors import describe_error
 from pipeline.plan import RunPlan, ShardOutcome, missing_shards
 from pipeline.runners import shm_transport
 from pipeline.runners.base import OnOutcome, OnSamples, TeacherLoadError, load_configured_teacher, teacher_load_error
 from pipeline.stages.inputs import shard_id
 from pipeline.stages.prepare import PreparedShard, ShardPreparer, TeacherBatch
 from pipeline.stages.write import apply_detections, write_shard
+from schemas.errors import describe_error
 from teacher.protocol import Teacher, concurrent_calls
 from teacher.resilient import predict_resilient
 

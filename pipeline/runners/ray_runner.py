@@ -35,13 +35,13 @@ from ray.exceptions import (
 )
 
 from pipeline.config import ConfigError
-from pipeline.errors import describe_error
 from pipeline.plan import RunPlan, ShardOutcome
 from pipeline.runners.base import OnOutcome, OnSamples, TeacherLoadError, teacher_load_error
 from pipeline.runners.ray_actors import ClusterSizing, PrepareActor, TeacherActor, teacher_actor_options
 from pipeline.runners.ray_nodes import NodeWatch
 from pipeline.runners.ray_pool import ActorPool, ActorStartError, Member, NoActorsError
 from pipeline.stages.inputs import shard_id
+from schemas.errors import describe_error
 
 log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

@@ -30,18 +30,12 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, features
 
-from pipeline.errors import describe_error
-from schemas.rows import Status
+from schemas.errors import describe_error
+from schemas.rows import IMAGE_EXTENSIONS, Status
 
 # Pillow format ids; a JPEG with a multi-picture (MPO) extension opens through "JPEG".
 # AVIF counts only where this Pillow was built with it (see `_open_formats`).
 ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
-# The one list of image member extensions: the shard reader takes a member with one of these
-# (the last part of its extension, lower-cased) as the sample's image. An extension whose format
-# this Pillow cannot open still makes the member the image; its row then gets `decode_error`.
-IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {"jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff", "avif"}
-)
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's MAX_IMAGE_PIXELS: about 0.25 GiB of 24-bit RGB.
 
 _AVIF_BRANDS = (b"ftypavif", b"ftypavis")  # bytes 4..12 of an AVIF file: its ISOBMFF ftyp box

@@ -7,7 +7,7 @@ import posixpath
 
 import braceexpand
 
-from pipeline.io import storage
+import storage
 
 
 class ShardListError(ValueError):

@@ -13,12 +13,12 @@ from typing import Any, Iterator
 from parsers import DEFAULT_ABSTRACT_NOUNS, CaptionParse, NounPhraseExtractor
 from pipeline.config import LabelConfig, LabelSettings
 from pipeline.stages.batching import ShapeBatcher
-from pipeline.stages.images import IMAGE_EXTENSIONS, ImageRejected, decode_for_teacher
+from pipeline.stages.images import ImageRejected, decode_for_teacher
 from pipeline.stages.inputs import shard_id
 from pipeline.stages.pair_filter import PairRules
 from pipeline.stages.reader import InputSample, ReadReport, iter_samples
 from schemas import Status
-from schemas.rows import empty_row
+from schemas.rows import IMAGE_EXTENSIONS, empty_row
 from teacher.protocol import TeacherRequest
 from teacher.spec import TeacherSpec
 

@@ -6,7 +6,7 @@ of its file name). A key that appears again after other keys is a duplicate: it 
 the cut and then reports the truncation.
 
 A member is the sample's image when the last part of its extension is in
-`pipeline.stages.images.IMAGE_EXTENSIONS`, the decoder's list: whatever the reader takes as the image
+`schemas.rows.IMAGE_EXTENSIONS`, the decoder's list: whatever the reader takes as the image
 is given to `decode_for_teacher`, which decodes it or gives the row its own status.
 """
 
@@ -18,8 +18,8 @@ import posixpath
 import tarfile
 from typing import Any, Iterator
 
-from pipeline.io import storage
-from pipeline.stages.images import IMAGE_EXTENSIONS
+import storage
+from schemas.rows import IMAGE_EXTENSIONS
 
 
 @dataclasses.dataclass

@@ -18,7 +18,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from pipeline.io import storage
+import storage
 from pipeline.io.layout import OutputLayout
 from pipeline.stages.pair_filter import apply_pair_rules
 from pipeline.stages.prepare import PreparedShard

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any, TypeVar
 
-from pipeline.io import storage
+import storage
 
 FORMATS = ("flickr30k", "coco", "odvg")
 

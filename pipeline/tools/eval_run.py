@@ -16,12 +16,12 @@ import json
 import posixpath
 from pathlib import Path
 
-from pipeline.io import storage
-from pipeline.stages.images import IMAGE_EXTENSIONS
+import storage
 from pipeline.stages.inputs import list_shards
 from pipeline.stages.reader import iter_samples
 from pipeline.tools.eval_gold import GoldError, GoldSample
 from pipeline.tools.sample_shards import write_tar
+from schemas.rows import IMAGE_EXTENSIONS
 
 SAMPLES_PER_SHARD = 1000
 _ID_FIELDS = ("image_id", "flickr30k_id", "id")

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pipeline.io import storage
+import storage
 from pipeline.io.committed import NoCommittedShards, read_table, require_committed_shards
 from pipeline.tools.eval_gold import FORMATS, GoldError, read_gold
 from pipeline.tools.eval_metrics import coco_ap, evaluate, match_rows
@@ -47,13 +47,13 @@ def evaluate_output(output: str, gold_path: str, fmt: str, *, iou: float = 0.5,
 
 def run_labelling(output: str, gold_path: str, fmt: str, images: str, job_args: list[str], work: Path) -> int:
     """Build shards from the gold set and its images, label them into `output`: the job's exit code."""
-    from jobs.label_cc12m import main as label
+    from pipeline.job import run_command
     from pipeline.tools.eval_run import images_from, write_gold_shards
 
     gold = read_gold(gold_path, fmt)
     pattern = write_gold_shards(gold, images_from(images, gold), work / "shards")
     prompt = ["--prompt-mode", "phrases"] if fmt == "coco" and "--prompt-mode" not in job_args else []
-    return label(["--input", pattern, "--output", output, *prompt, *job_args])
+    return run_command(["--input", pattern, "--output", output, *prompt, *job_args])
 
 
 def _parser() -> argparse.ArgumentParser:

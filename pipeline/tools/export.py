@@ -21,7 +21,7 @@ from typing import Any, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.io import storage
+import storage
 from pipeline.io.committed import (
     NoCommittedShards,
     ShardRef,

@@ -23,8 +23,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline.io.storage import safe_member_name
 from schemas import ROW_SCHEMA, final_score
+from storage import safe_member_name
 
 GRIT_SCHEMA = pa.schema(
     [ROW_SCHEMA.field(name).with_nullable(True) for name in ("key", "shard", "url", "caption", "width", "height")]

@@ -29,8 +29,8 @@ from pipeline.io.committed import (
     read_table,
     require_committed_shards,
 )
-from pipeline.io.storage import safe_member_name
 from schemas import final_score
+from storage import safe_member_name
 
 CARD_IMAGE_PX = 344  # figure width 360 minus padding: the on-screen width of every image
 

@@ -24,7 +24,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.io import storage
+import storage
 from pipeline.io.layout import OutputLayout, UnreadableManifest
 from pipeline.tools.verify_checks import check_against_input, check_manifest, check_rows, check_schema, check_tar
 

@@ -16,7 +16,7 @@ from typing import IO, Any
 
 import pyarrow as pa
 
-from pipeline.io import storage
+import storage
 from pipeline.stages.reader import ReadReport, iter_samples, split_member
 from schemas.manifest import Manifest
 from schemas.rows import DECODED_STATUSES, RESCORED_BOX_TYPE, ROW_SCHEMA, Status, row_to_json_record

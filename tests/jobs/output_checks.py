@@ -11,11 +11,11 @@ import tarfile
 import duckdb
 import fsspec
 
-from pipeline.io.storage import safe_member_name
 from pipeline.stages.inputs import list_shards, shard_id
 from pipeline.stages.reader import iter_samples
 from schemas import Status
 from schemas.rows import DECODED_STATUSES
+from storage import safe_member_name
 
 
 def _read_all(url: str) -> bytes:

@@ -24,9 +24,9 @@ from typing import Any, Iterator
 import pyarrow.parquet as pq
 from PIL import Image, ImageDraw
 
-from pipeline.io.storage import safe_member_name
 from schemas import Manifest, RunRecord, Status, row_to_json_record, rows_to_table, schema_metadata
 from schemas.manifest import OutputFile
+from storage import safe_member_name
 
 HOSTILE_CAPTION = 'a dog & a "cat" <script>alert(1)</script> on the grass\'s edge'
 

@@ -7,9 +7,8 @@ import re
 
 import pytest
 
-from jobs.label_cc12m import parse_args
 from pipeline.config import FIELDS, LabelSettings, Policy, Resources, build_config
-from pipeline.flags import flag_name, markdown_table, setting_values
+from pipeline.flags import flag_name, markdown_table, parse_job_args, setting_values
 from tests.project import ROOT
 
 BASE = dict(input="in/*.tar", output="out", teacher="org/model", spacy_model="en_core_web_sm")
@@ -44,18 +43,18 @@ def test_only_label_settings_change_the_hash() -> None:
 
 
 def test_every_setting_with_a_flag_parses_to_its_field() -> None:
-    args = parse_args(["--input", "a", "--output", "b", "--teacher", "t", "--box-threshold", "0.3", "--batch-size", "4",
+    args = parse_job_args(["--input", "a", "--output", "b", "--teacher", "t", "--box-threshold", "0.3", "--batch-size", "4",
                        "--eager", "--overwrite", "--prompt-mode", "phrases"])
     cfg = build_config(setting_values(args))
     assert (cfg.labels.box_threshold, cfg.resources.batch_size, cfg.resources.fast_teacher) == (0.3, 4, False)
     assert cfg.policy.overwrite and cfg.labels.prompt_mode == "phrases"
-    untouched = build_config(setting_values(parse_args(["--input", "a", "--output", "b", "--teacher", "t"])))
+    untouched = build_config(setting_values(parse_job_args(["--input", "a", "--output", "b", "--teacher", "t"])))
     assert untouched == build_config(dict(input="a", output="b", teacher="t"))  # flags not given keep the defaults
 
 
 def test_help_shows_each_default_once_from_the_declaration(capsys) -> None:
     with pytest.raises(SystemExit):
-        parse_args(["--help"])
+        parse_job_args(["--help"])
     text = re.sub(r"\s+", " ", capsys.readouterr().out)
     assert "--box-threshold BOX_THRESHOLD keep a box when its best phrase scores at least this" in text
     assert "(default: 0.1)" in text and "(default: 16)" in text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.io import storage
+import storage
 from pipeline.io.layout import OutputLayout, UnreadableManifest
 from schemas import Manifest
 from schemas.manifest import OutputFile

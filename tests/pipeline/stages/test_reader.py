@@ -11,11 +11,11 @@ import pytest
 from PIL import features
 
 from pipeline.stages import images, reader
-from pipeline.stages.images import IMAGE_EXTENSIONS, ImageRejected, decode_for_teacher
+from pipeline.stages.images import ImageRejected, decode_for_teacher
 from pipeline.stages.prepare import MISSING_IMAGE_ERROR
 from pipeline.stages.reader import iter_samples
 from pipeline.tools.sample_shards import tar_info
-from schemas.rows import Status
+from schemas.rows import IMAGE_EXTENSIONS, Status
 from tests.hostile_corpus import AVIF_24X16
 
 CAPTION = b"a red car parked next to a white house"

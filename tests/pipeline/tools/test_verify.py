@@ -13,7 +13,7 @@ from typing import Any, Callable
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.io import storage
+import storage
 from pipeline.tools.verify import main, verify_output
 from pipeline.tools.verify_checks import read_input
 from schemas import Manifest, row_to_json_record, rows_to_table, schema_metadata

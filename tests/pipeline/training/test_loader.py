@@ -15,10 +15,10 @@ import torch
 from PIL import features
 
 from pipeline.io.committed import complete_shards
-from pipeline.stages.images import IMAGE_EXTENSIONS
 from pipeline.training.grounding_dino import check_tokenizer, grounding_dino_labels, use_per_sample_loss
 from pipeline.training.loader import GroundingLoader, GroundingShards, collate
 from pipeline.training.targets import ImageConfig, LabelFilter, TextConfig, filter_boxes, normalize_pixels
+from schemas.rows import IMAGE_EXTENSIONS
 from teacher.grounding import box_iou
 from tests.pipeline.output_fixture import (
     build_output,

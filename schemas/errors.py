@@ -1,4 +1,6 @@
-"""Exceptions as the one line a user reads, for the messages of rows, shards and the run."""
+"""Exceptions as the one line a user reads: the format of a row's `error` column, of a failed
+shard's cause in the run record and summary, and of the teachers' checkpoint errors. It sits in
+`schemas/`, below `pipeline/` and `teacher/`, so that both word their errors by the same rule."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README, and CI through .ci/run): a new virtual environment built from the lock,
-# nothing reused from an earlier run, then the whole suite in it. Extra arguments go to pytest.
+# nothing reused from an earlier run, then the import contracts (`lint-imports`, pyproject.toml) and
+# the whole suite in it. Extra arguments go to pytest.
 #
 # The environment lives in a new temporary folder and is removed at the end; set KEEP_VENV=DIR to
 # build it there instead and keep it. The install is strict: exactly the packages of
@@ -24,5 +25,6 @@ if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; 
   (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "chromium could not be installed: the gallery browser test will be skipped"
 fi
 export RAY_USAGE_STATS_ENABLED=0 TOKENIZERS_PARALLELISM=false
+lint-imports --no-cache  # the layers and import rules of pyproject.toml; a broken contract fails the run
 python -m pytest -q -p no:cacheprovider --durations=15 "$@"
 echo "tests done in $(( $(date +%s) - started ))s in all"

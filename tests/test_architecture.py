@@ -1,16 +1,20 @@
-"""The shape ARCHITECTURE.md describes, kept: small modules and functions, Ray only in its runner,
-no import-path edits, no references to documents outside the repository."""
+"""The shape ARCHITECTURE.md describes, kept: the layers and import rules (the import-linter
+contracts in pyproject.toml), small modules and functions, no import-path edits, no references to
+documents outside the repository."""
 
 from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from tests.project import ROOT
 
-PACKAGES = ("pipeline", "teacher", "parsers", "schemas", "jobs")
+PACKAGES = ("pipeline", "teacher", "parsers", "schemas", "storage", "jobs")
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 80
 
@@ -39,15 +43,20 @@ def test_functions_are_small() -> None:
     assert not long, f"functions over {MAX_FUNCTION_LINES} lines: {long}"
 
 
-def test_ray_is_imported_only_by_the_ray_runner() -> None:
-    importers = []
-    for path in _modules():
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-            if any(n == "ray" or n.startswith("ray.") for n in names):
-                importers.append(_rel(path))
-    assert all(re.fullmatch(r"pipeline/runners/ray_\w+\.py", m) for m in importers), importers
+def test_import_contracts_hold() -> None:
+    """jobs > pipeline > teacher | parsers > schemas | storage; Ray only in pipeline/runners/;
+    stages import no runner; io imports no stage; teacher backends import no other backend."""
+    run = subprocess.run([str(Path(sys.executable).parent / "lint-imports"), "--no-cache", "--config",
+                          str(ROOT / "pyproject.toml")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    assert re.search(r"Contracts: \d+ kept, 0 broken", run.stdout), run.stdout[-2000:]
+
+
+def test_every_package_is_in_the_contracts() -> None:
+    """A new top-level package must take its place in the layers, or nothing checks its imports."""
+    config = (ROOT / "pyproject.toml").read_text()
+    roots = re.search(r"root_packages = \[([^\]]*)\]", config).group(1)
+    assert sorted(re.findall(r'"(\w+)"', roots)) == sorted(PACKAGES)
 
 
 @pytest.mark.parametrize("pattern, why", [

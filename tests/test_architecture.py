@@ -5,6 +5,7 @@ documents outside the repository."""
 from __future__ import annotations
 
 import ast
+import importlib
 import re
 import subprocess
 import sys
@@ -66,3 +67,17 @@ def test_every_package_is_in_the_contracts() -> None:
 def test_no_code_points_outside_the_repository(pattern: str, why: str) -> None:
     found = [_rel(p) for p in _modules() + sorted((ROOT / "bench").glob("*.py")) if re.search(pattern, p.read_text())]
     assert not found, f"{why}: {found}"
+
+
+def test_console_scripts_and_tool_modules_are_the_interface() -> None:
+    """Every console script names a callable that exists, and every tool runs as
+    `python -m pipeline.tools.X` (a `__main__` guard, or a package's `__main__.py`)."""
+    scripts = re.search(r"\[project\.scripts\]\n(.*?)\n\n", (ROOT / "pyproject.toml").read_text(), re.S).group(1)
+    for name, target in re.findall(r'^([\w-]+) = "([\w.:]+)"$', scripts, re.M):
+        module, _, attr = target.partition(":")
+        assert callable(getattr(importlib.import_module(module), attr, None)), f"{name} -> {target}"
+    tools = ROOT / "pipeline" / "tools"
+    runnable = [p for p in tools.glob("*.py") if 'if __name__ == "__main__":' in p.read_text()]
+    runnable += [p for p in tools.glob("*/__main__.py")]
+    names = {p.parent.name if p.name == "__main__.py" else p.stem for p in runnable}
+    assert {"verify", "inspect_output", "gallery", "export", "evaluate", "sample_shards"} <= names, names

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.tools.eval_gold import GoldPhrase, GoldSample
+from pipeline.tools.evaluate.gold import GoldPhrase, GoldSample
 
 TOP_K = (1, 5, 10)
 THRESHOLDS = tuple(round(i / 100, 2) for i in range(101))

@@ -19,7 +19,7 @@ from pathlib import Path
 import storage
 from pipeline.stages.inputs import list_shards
 from pipeline.stages.reader import iter_samples
-from pipeline.tools.eval_gold import GoldError, GoldSample
+from pipeline.tools.evaluate.gold import GoldError, GoldSample
 from pipeline.tools.sample_shards import write_tar
 from schemas.rows import IMAGE_EXTENSIONS
 

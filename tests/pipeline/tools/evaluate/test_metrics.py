@@ -11,8 +11,8 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from pipeline.tools.eval_gold import GoldPhrase, GoldSample, read_gold
-from pipeline.tools.eval_metrics import coco_ap, evaluate, match_rows
+from pipeline.tools.evaluate.gold import GoldPhrase, GoldSample, read_gold
+from pipeline.tools.evaluate.metrics import coco_ap, evaluate, match_rows
 from tests.project import SHARED
 
 FLICKR_19 = SHARED / "flickr30k_19img" / "captions_gold_phrases.jsonl"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.tools.eval_gold import FORMATS, GoldError, GoldPhrase, read_gold
+from pipeline.tools.evaluate.gold import FORMATS, GoldError, GoldPhrase, read_gold
 from tests.project import SHARED
 
 FLICKR_19 = SHARED / "flickr30k_19img" / "captions_gold_phrases.jsonl"

@@ -24,9 +24,9 @@ from typing import Any
 
 import storage
 from pipeline.io.committed import NoCommittedShards, read_table, require_committed_shards
-from pipeline.tools.eval_gold import FORMATS, GoldError, read_gold
-from pipeline.tools.eval_metrics import coco_ap, evaluate, match_rows
-from pipeline.tools.eval_report import summary_text, write_report
+from pipeline.tools.evaluate.gold import FORMATS, GoldError, read_gold
+from pipeline.tools.evaluate.metrics import coco_ap, evaluate, match_rows
+from pipeline.tools.evaluate.report import summary_text, write_report
 
 
 def evaluate_output(output: str, gold_path: str, fmt: str, *, iou: float = 0.5,
@@ -48,7 +48,7 @@ def evaluate_output(output: str, gold_path: str, fmt: str, *, iou: float = 0.5,
 def run_labelling(output: str, gold_path: str, fmt: str, images: str, job_args: list[str], work: Path) -> int:
     """Build shards from the gold set and its images, label them into `output`: the job's exit code."""
     from pipeline.job import run_command
-    from pipeline.tools.eval_run import images_from, write_gold_shards
+    from pipeline.tools.evaluate.gold_shards import images_from, write_gold_shards
 
     gold = read_gold(gold_path, fmt)
     pattern = write_gold_shards(gold, images_from(images, gold), work / "shards")

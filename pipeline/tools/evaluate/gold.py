@@ -1,7 +1,7 @@
 """Gold readers for `glip-evaluate`: Flickr30k Entities JSONL, COCO instances JSON, ODVG JSONL.
 
 Each reader turns its format into the same `GoldSample`s (a caption, its image size, and the
-caption's gold phrases with their boxes), so the metrics in `pipeline.tools.eval_metrics` never
+caption's gold phrases with their boxes), so the metrics in `pipeline.tools.evaluate.metrics` never
 see a format. Boxes are pixel xyxy in the gold file's width x height frame.
 
 Box convention for Flickr30k Entities: the XML boxes are 1-based inclusive VOC pixel values.

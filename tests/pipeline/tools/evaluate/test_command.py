@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from pipeline.tools.eval_gold import read_gold
-from pipeline.tools.evaluate import main
+from pipeline.tools.evaluate.command import main
+from pipeline.tools.evaluate.gold import read_gold
 from schemas.rows import empty_row
 from tests.pipeline.output_fixture import moto_s3, upload, write_shard
 from tests.project import SHARED

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 
 from pipeline.stages.batching import ShapeBatcher, padding_efficiency  # noqa: E402
-from pipeline.stages.images import teacher_size  # noqa: E402
+from teacher.resize import teacher_size  # noqa: E402
 
 BATCH, OLD_WINDOW, NEW_WINDOW, CARRY = 16, 64, 32, 48
 
@@ -94,8 +94,8 @@ def part_teacher(samples: int, runs: int, min_size: int, max_size: int) -> None:
     from pipeline.config import build_config
     from pipeline.stages.prepare import ShardPreparer, TeacherBatch
     from pipeline.tools.sample_shards import write_sample_shards
+    from teacher.grounding_dino.tiny import write_tiny_teacher
     from teacher.load import load_teacher
-    from teacher.tiny import write_tiny_teacher
 
     work = Path(tempfile.mkdtemp(prefix="batch-packing-"))
     shard = write_sample_shards(work / "in", shards=1, samples=samples, seed=5)[0]

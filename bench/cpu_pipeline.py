@@ -172,7 +172,7 @@ def main() -> int:
     work = Path(args.work or tempfile.mkdtemp(prefix="cpu-bench-"))
     teacher_dir = work / "tiny"
     if not (teacher_dir / "config.json").exists():
-        from teacher.tiny import write_tiny_teacher
+        from teacher.grounding_dino.tiny import write_tiny_teacher
 
         write_tiny_teacher(teacher_dir)
     if args.part == "memory-one":

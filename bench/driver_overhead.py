@@ -28,7 +28,7 @@ from teacher.protocol import Detection, TeacherRequest
 class StandInTeacher:
     """One box per phrase, the whole frame, score 0.5: a teacher with no model."""
 
-    teacher_id, revision, device = "stand-in", "none", "cpu"
+    teacher_id, revision, device, concurrent_calls = "stand-in", "none", "cpu", 1
 
     def predict(self, requests: list[TeacherRequest]) -> list[list[Detection]]:
         return [[Detection(i, 0.0, 0.0, float(r.width), float(r.height), 0.5) for i in range(len(r.spans))]

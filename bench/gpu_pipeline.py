@@ -27,7 +27,7 @@ def write_full_teacher(out: Path) -> Path:
     import torch
     from transformers import BertConfig, BertTokenizerFast, GroundingDinoConfig, GroundingDinoForObjectDetection
 
-    from teacher.tiny import build_vocab
+    from teacher.grounding_dino.tiny import build_vocab
 
     out.mkdir(parents=True, exist_ok=True)
     vocab = build_vocab()
@@ -61,7 +61,7 @@ def main() -> int:
     t0 = time.perf_counter()
     _write_shards_parallel(work / "in", args.shards, args.samples, args.max_side)
     if args.tiny:
-        from teacher.tiny import write_tiny_teacher
+        from teacher.grounding_dino.tiny import write_tiny_teacher
 
         ckpt = write_tiny_teacher(work / "teacher")
         sizes = {"min_size": 320, "max_size": 512}

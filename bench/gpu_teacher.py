@@ -35,9 +35,9 @@ from typing import Callable
 import torch
 from teacher_forward import Outputs, build_model, cuda_graph_fn, forward_fn, make_batch, query_selection, synchronize  # noqa: E402
 
-from teacher.fast.host_sync import tensor_checks_skipped  # noqa: E402
-from teacher.fast.msda_selfcheck import msda_selfcheck  # noqa: E402
-from teacher.fast_attention import fast_attention_report, install_fast_attention  # noqa: E402
+from teacher.grounding_dino.fast.host_sync import tensor_checks_skipped  # noqa: E402
+from teacher.grounding_dino.fast.msda_selfcheck import msda_selfcheck  # noqa: E402
+from teacher.grounding_dino.fast_attention import fast_attention_report, install_fast_attention  # noqa: E402
 
 LOGIT_TARGET = 2e-2
 BOX_TARGET = 1e-2
@@ -90,7 +90,7 @@ def time_fn(fn: Callable, batch, device, *, warmup: int, iters: int, cap_s: floa
 def tensor_checks(fn: Callable, model: torch.nn.Module, *, on: bool) -> Callable:
     """Run `fn` (a forward of `model`) with transformers' in-forward tensor checks on (its
     default) or skipped (ours: each check reads a device value back, 12 host waits per forward;
-    see teacher/fast/host_sync.py)."""
+    see teacher/grounding_dino/fast/host_sync.py)."""
 
     def call(batch):
         with contextlib.nullcontext() if on else tensor_checks_skipped(model):
@@ -129,7 +129,7 @@ def profile_table(fn: Callable, batch, device: torch.device, rows: int = 15) -> 
 def environment(device: torch.device) -> dict[str, str]:
     import transformers
 
-    from teacher.fast.msda_triton import triton_import_error
+    from teacher.grounding_dino.fast.msda_triton import triton_import_error
 
     reason = triton_import_error()  # imports Triton when it can
     return {
@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _precast(model: torch.nn.Module, fn: Callable) -> Callable:
     """Cast `model`'s weights to bf16 once, then hand back `fn` (a forward of that model)."""
-    from teacher.fast.precision import precast_weights
+    from teacher.precision import precast_weights
 
     precast_weights(model)
     return fn

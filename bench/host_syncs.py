@@ -14,7 +14,7 @@ import sys
 import torch
 from teacher_forward import build_model, forward_fn, make_batch  # noqa: E402
 
-from teacher.fast.host_sync import HostSyncAudit, tensor_checks_skipped  # noqa: E402
+from teacher.grounding_dino.fast.host_sync import HostSyncAudit, tensor_checks_skipped  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,6 +31,7 @@ class StandInTeacher:
     teacher_id = "stand-in"
     revision = "0"
     device = "cpu"
+    concurrent_calls = 1
 
     def __init__(self, hold_ms: float, wait_ms: float) -> None:
         self.hold = hold_ms / 1000.0

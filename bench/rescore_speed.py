@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from teacher.clip.rescore import ClipRescorer, box_pixels
+from teacher.clip.tiny import build_bpe, with_token_ids, write_random_clip, write_tiny_clip
 from teacher.protocol import Detection, TeacherRequest
-from teacher.rescore import ClipRescorer, box_pixels
-from teacher.tiny import COMMON_WORDS
-from teacher.tiny_clip import build_bpe, with_token_ids, write_random_clip, write_tiny_clip
+from teacher.tiny_checkpoints import COMMON_WORDS
 
 PHRASES = ["a dog", "a red car", "the old house", "two people"]
 BOXES_PER_IMAGE = 7

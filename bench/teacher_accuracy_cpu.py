@@ -25,9 +25,9 @@ import torch
 from gpu_teacher import BOX_TARGET, LOGIT_TARGET, compare  # noqa: E402
 from teacher_forward import build_model, forward_fn, make_batch, query_selection  # noqa: E402
 
-import teacher.fast_attention as fast_attention  # noqa: E402
-from teacher.fast.msda_reference import msda_reference  # noqa: E402
-from teacher.fast.precision import precast_weights  # noqa: E402
+import teacher.grounding_dino.fast_attention as fast_attention  # noqa: E402
+from teacher.grounding_dino.fast.msda_reference import msda_reference  # noqa: E402
+from teacher.precision import precast_weights  # noqa: E402
 
 
 def reference_msda(value, spatial_shapes, level_start_index, sampling_locations, attention_weights, *, shapes_list=None):

@@ -31,8 +31,8 @@ def main() -> int:
     from pipeline.config import build_config
     from pipeline.stages.prepare import ShardPreparer, TeacherBatch
     from pipeline.tools.sample_shards import write_sample_shards
+    from teacher.grounding_dino.tiny import write_tiny_teacher
     from teacher.load import load_teacher
-    from teacher.tiny import write_tiny_teacher
 
     work = Path(tempfile.mkdtemp(prefix="host-work-"))
     shard = write_sample_shards(work / "in", shards=1, samples=args.batches * args.batch_size, seed=2, max_side=1024)[0]

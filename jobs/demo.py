@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     teacher = args.teacher
     extra: list[str] = []
     if teacher is None:
-        from teacher.tiny import write_tiny_teacher
+        from teacher.grounding_dino.tiny import write_tiny_teacher
 
         teacher = str(write_tiny_teacher(work / "tiny-teacher"))
         extra = ["--min-size", "320", "--max-size", "512"]  # the tiny random model needs no full size

@@ -173,7 +173,7 @@ class LabelConfig:
         if "://" not in self.output and Path(self.output).expanduser().is_file():
             raise ConfigError(f"--output {self.output} is a file; give a directory or an s3:// prefix")
         if not lab.teacher:
-            raise ConfigError("--teacher is required: give a checkpoint directory, an s3:// prefix or a Hugging Face id (python -m teacher.tiny DIR writes a tiny one)")
+            raise ConfigError("--teacher is required: give a checkpoint directory, an s3:// prefix or a Hugging Face id (glip-tiny-teacher DIR writes a tiny one)")
         if not 0.0 <= lab.box_threshold <= 1.0:
             raise ConfigError(f"--box-threshold {lab.box_threshold} is outside [0, 1]")
         if not 0.0 < lab.nms_iou <= 1.0:

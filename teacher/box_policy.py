@@ -18,15 +18,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from teacher.clip.rescore import rescored as rescored_score
 from teacher.grounding import greedy_nms
-from teacher.protocol import Detection, GroundingSettings, Teacher, TeacherRequest
-from teacher.rescore import rescored as rescored_score
-
-
-class ScoredBoxes(list):
-    """One image's detections, with CLIP's score of the whole image against its caption."""
-
-    image_text_score: float | None = None
+from teacher.protocol import Detection, GroundingSettings, ImageDetections, Teacher, TeacherRequest
 
 
 class PolicyTeacher:
@@ -37,11 +31,11 @@ class PolicyTeacher:
         self.rescorer = rescorer
         self.rescore_threshold = rescore_threshold
         self.teacher_id, self.revision, self.device = teacher.teacher_id, teacher.revision, teacher.device
-        self.concurrent_calls = getattr(teacher, "concurrent_calls", 1)
+        self.concurrent_calls = teacher.concurrent_calls
 
     def predict(self, requests: Sequence[TeacherRequest]) -> list[list[Detection]]:
         found = self.teacher.predict(requests)
-        results = [ScoredBoxes(dets) for dets in found]
+        results = [ImageDetections(dets) for dets in found]
         if self.rescorer is not None:
             clip, image_scores = self.rescorer.score(requests, found)
             results = [self._rescored(dets, scores) for dets, scores in zip(found, clip)]
@@ -50,22 +44,22 @@ class PolicyTeacher:
         if self.settings.nms_scope == "image":
             for i, boxes in enumerate(results):
                 kept = _across_phrases(boxes, self.settings.nms_iou, self.settings.max_boxes)
-                results[i] = ScoredBoxes(kept)
+                results[i] = ImageDetections(kept)
                 results[i].image_text_score = boxes.image_text_score
         return results
 
-    def _rescored(self, dets: Sequence[Detection], clip_scores: Sequence[float]) -> ScoredBoxes:
+    def _rescored(self, dets: Sequence[Detection], clip_scores: Sequence[float]) -> ImageDetections:
         """sqrt(score * clip_score), the threshold on it, then NMS per phrase on it, top K."""
         rescored = [dataclasses.replace(d, clip_score=float(c), rescored=rescored_score(max(d.score, 0.0), max(c, 0.0)))
                     for d, c in zip(dets, clip_scores)]
         rescored = [d for d in rescored if d.rescored >= self.rescore_threshold]
         if not rescored:
-            return ScoredBoxes()
+            return ImageDetections()
         boxes = np.array([[d.x0, d.y0, d.x1, d.y1] for d in rescored], dtype=np.float64)
         scores = np.array([d.rescored for d in rescored], dtype=np.float64)
         phrases = np.array([d.phrase for d in rescored], dtype=np.int64)
         kept = greedy_nms(boxes, scores, phrases, self.settings.nms_iou, self.settings.max_boxes)
-        return ScoredBoxes(rescored[i] for i in kept)
+        return ImageDetections(rescored[i] for i in kept)
 
 
 def _across_phrases(dets: Sequence[Detection], iou: float, max_boxes: int) -> list[Detection]:

@@ -154,7 +154,7 @@ def validate_teacher_spec(spec: str, allow_pickle: bool = False) -> None:
     if not parsed.is_local:
         return  # a remote prefix or a Hugging Face id: checked where the workers load it
     if not path.is_dir():
-        raise CheckpointError(f"teacher checkpoint {spec} does not exist or is not a directory; give a checkpoint directory (python -m teacher.tiny DIR writes a tiny one), an s3:// prefix or a Hugging Face id")
+        raise CheckpointError(f"teacher checkpoint {spec} does not exist or is not a directory; give a checkpoint directory (glip-tiny-teacher DIR writes a tiny one), an s3:// prefix or a Hugging Face id")
     if not (path / "config.json").exists():
         raise CheckpointError(f"teacher directory {spec} has no config.json; give a directory written by save_pretrained or by python -m teacher.glip.convert")
     if not has_weights(path):

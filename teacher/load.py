@@ -38,7 +38,7 @@ def load_teacher(
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         teacher = load_glip_teacher(local, settings, device, precision)
     else:
-        from teacher.grounding_dino import GroundingDinoTeacher
+        from teacher.grounding_dino.teacher import GroundingDinoTeacher
 
         teacher = GroundingDinoTeacher(local, settings, device=device, allow_pickle=allow_pickle, fast=fast,
                                        precision=precision, revision=revision)

@@ -1,8 +1,10 @@
-"""What every teacher backend offers: load once per worker, then predict batches.
+"""What every teacher backend provides (`Teacher`), and what goes in and comes out of it.
 
-A backend receives images already decoded and resized on the CPU (uint8, HxWx3), with the
-caption and the character spans of the phrases to ground, and returns boxes in the pixel
-frame given by `width` x `height` (the decoded image's full size), one list per image.
+A backend (`teacher/glip/`, `teacher/grounding_dino/`, ...) loads once per worker, then takes
+batches of `TeacherRequest`: images already decoded and resized on the CPU (uint8, HxWx3, to its
+resize rule, `teacher.resize`), each with its caption and the character spans of the phrases
+to ground. It returns, for each request in order, that image's `Detection`s: boxes in the pixel
+frame `width` x `height` (the decoded image's full size), each naming the phrase it grounds.
 """
 
 from __future__ import annotations
@@ -57,18 +59,36 @@ class Detection:
         return row
 
 
+class ImageDetections(list):
+    """One image's detections, as `predict` may return them: a list of `Detection` that, when CLIP
+    re-scored it (`teacher.box_policy.PolicyTeacher` with a rescorer), also carries CLIP's score of
+    the whole image against its caption."""
+
+    image_text_score: float | None = None
+
+
 @runtime_checkable
 class Teacher(Protocol):
-    teacher_id: str
-    revision: str
-    device: str
+    """What every backend provides; the runners use nothing else."""
+
+    teacher_id: str  # what the manifests record as the teacher: the --teacher value
+    revision: str  # the checkpoint's revision: the pinned one, a directory's content id, or the hub commit
+    device: str  # where it computes: "cuda", "cuda:1", "cpu"
+    # How many `predict` calls it takes at once (from as many threads): 1, or 2 for a GPU teacher
+    # that overlaps one call's host work (prompts, padding, NMS) with another's forward.
+    concurrent_calls: int
 
     def predict(self, requests: Sequence[TeacherRequest]) -> list[list[Detection]]:
-        """Boxes for each request, in the same order."""
+        """For each request, in order, its detections (a list, or an `ImageDetections`): at most
+        `max_boxes` boxes in the request's `width` x `height` frame, `phrase` indexing its spans,
+        scores in [0, 1]. Raises on a failed batch (`teacher.resilient` retries and splits it)."""
         ...
 
 
 def concurrent_calls(teacher: Teacher) -> int:
-    """How many `predict` calls the teacher takes at once: its optional `concurrent_calls`
-    attribute (a GPU teacher overlaps one call's host work with another's forward), else 1."""
-    return max(1, int(getattr(teacher, "concurrent_calls", 1)))
+    """How many `predict` calls to make to `teacher` at once: its declared `concurrent_calls`,
+    checked to be at least 1."""
+    calls = int(teacher.concurrent_calls)
+    if calls < 1:
+        raise ValueError(f"teacher {teacher.teacher_id} declares concurrent_calls={calls}; it must be at least 1")
+    return calls

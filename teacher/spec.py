@@ -53,7 +53,7 @@ class TeacherSpec:
         return has_glip_config(self.location if self.is_remote else str(self.local_path()))
 
     def resize_rule(self) -> str:
-        """How the backend's reference pipeline sizes the teacher input (`pipeline.stages.images.teacher_size`)."""
+        """The resize rule of the backend this spec names (`teacher.resize.RESIZE_RULES`)."""
         return "glip" if self.is_glip() else "transformers"
 
 

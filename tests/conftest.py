@@ -17,7 +17,7 @@ from tests.s3_server import FaultProxy, MotoServer, S3Env, s3_env_vars
 
 @pytest.fixture(scope="session")
 def tiny_teacher(tmp_path_factory) -> str:
-    from teacher.tiny import write_tiny_teacher
+    from teacher.grounding_dino.tiny import write_tiny_teacher
 
     return str(write_tiny_teacher(tmp_path_factory.mktemp("tiny-teacher")))
 

@@ -53,7 +53,7 @@ def load_configured_teacher(cfg: LabelConfig) -> Teacher:
 
     rescorer = None
     if lab.rescorer:
-        from teacher.rescore import ClipRescorer
+        from teacher.clip.rescore import ClipRescorer
 
         rescorer = ClipRescorer(lab.rescorer, device=teacher.device, allow_pickle=cfg.policy.allow_pickle_checkpoint,
                                 revision=lab.rescorer_revision)

@@ -13,7 +13,7 @@ import dataclasses
 from typing import Any
 
 from schemas import Status, final_score
-from teacher.rescore import image_confidence
+from teacher.clip.rescore import image_confidence
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,5 +1,6 @@
-"""The official GLIP test transform: resize (PIL bilinear, `get_size` with int()
-truncation) -> [0, 1] -> BGR x255 -> normalise -> zero-pad to a multiple of 32.
+"""The official GLIP test transform: resize (PIL bilinear, to `teacher.resize.teacher_size`'s
+"glip" rule: maskrcnn_benchmark's `get_size`, int() truncation) -> [0, 1] -> BGR x255 ->
+normalise -> zero-pad to a multiple of 32.
 
 Resizing stays on the CPU with PIL on purpose: PIL rounds to uint8 after resizing, and
 matching the official numbers needs that rounding.
@@ -11,24 +12,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-
-def target_size(width: int, height: int, min_size: int, max_size: int) -> tuple[int, int]:
-    """(out_h, out_w) as maskrcnn_benchmark's `Resize.get_size`."""
-    size = min_size
-    lo, hi = float(min(width, height)), float(max(width, height))
-    if hi / lo * size > max_size:
-        size = int(round(max_size * lo / hi))
-    if (width <= height and width == size) or (height <= width and height == size):
-        return height, width
-    if width < height:
-        return int(size * height / width), size
-    return size, int(size * width / height)
+from teacher.resize import teacher_size
 
 
 def resize_pixels(pixels: np.ndarray, min_size: int, max_size: int) -> np.ndarray:
     """uint8 HxWx3 RGB -> uint8 resized with PIL bilinear (a no-op when already the size)."""
     h, w = pixels.shape[:2]
-    oh, ow = target_size(w, h, min_size, max_size)
+    ow, oh = teacher_size(w, h, min_size, max_size, rule="glip")
     if (oh, ow) == (h, w):
         return np.ascontiguousarray(pixels)
     return np.asarray(Image.fromarray(np.ascontiguousarray(pixels)).resize((ow, oh), Image.BILINEAR))

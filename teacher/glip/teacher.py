@@ -17,7 +17,6 @@ import numpy as np
 import torch
 from transformers import BertTokenizerFast
 
-from teacher.fast.precision import autocast_dtype
 from teacher.glip.checkpoint import (
     build_model_from_state,
     is_glip_checkpoint_dir,
@@ -29,6 +28,7 @@ from teacher.glip.inference import detect
 from teacher.glip.model import GlipModel
 from teacher.glip.preprocess import normalize, pad_batch, resize_pixels
 from teacher.glip.text import build_prompts, encode_prompts, load_tokenizer
+from teacher.precision import autocast_dtype
 from teacher.protocol import DEFAULT_PRECISION, Detection, GroundingSettings, Teacher, TeacherRequest
 from teacher.spec import TeacherSpec
 
@@ -54,6 +54,7 @@ class GlipTeacher:
         self.teacher_id = teacher_id
         self.revision = revision
         self.max_batch = max_batch
+        self.concurrent_calls = 1  # one call at a time: its host work is small next to its forward
 
     @classmethod
     def load(cls, path_or_spec: str, settings: GroundingSettings, device: str = "cpu",

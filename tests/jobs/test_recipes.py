@@ -71,7 +71,7 @@ def test_grit_writes_referring_expressions_and_what_the_parser_dropped(tmp_path,
 
 @pytest.mark.slow
 def test_yolo_world_rescores_with_clip_and_marks_pairs_instead_of_dropping_them(tmp_path, tiny_teacher) -> None:
-    from teacher.tiny_clip import write_tiny_clip
+    from teacher.clip.tiny import write_tiny_clip
 
     if not CC12M.exists():
         pytest.skip(f"needs {CC12M}")

@@ -13,7 +13,7 @@ REQUEST = TeacherRequest(np.zeros((100, 100, 3), np.uint8), 100, 100, "a dog on 
 
 
 class FixedTeacher:
-    teacher_id, revision, device = "fixed", "r", "cpu"
+    teacher_id, revision, device, concurrent_calls = "fixed", "r", "cpu", 1
 
     def __init__(self, dets: list[Detection]) -> None:
         self.dets = dets

@@ -51,7 +51,7 @@ def test_positive_map_unicode_before_span():
 
     from transformers import BertTokenizerFast
 
-    from teacher.tiny import build_vocab
+    from teacher.grounding_dino.tiny import build_vocab
 
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "vocab.txt")

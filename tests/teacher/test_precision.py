@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from teacher.fast.precision import autocast_dtype, precast_weights
+from teacher.precision import autocast_dtype, precast_weights
 
 
 @pytest.mark.parametrize("device, precision, expected", [

@@ -6,8 +6,8 @@ import tempfile
 import pytest
 from transformers import BertTokenizerFast
 
+from teacher.grounding_dino.tiny import build_vocab
 from teacher.prompts import build_prompts
-from teacher.tiny import build_vocab
 
 
 @pytest.fixture(scope="module")

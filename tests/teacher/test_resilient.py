@@ -15,6 +15,7 @@ class FlakyTeacher:
     teacher_id = "flaky"
     revision = "0"
     device = "cpu"
+    concurrent_calls = 1
 
     def __init__(self, max_ok: int) -> None:
         self.max_ok = max_ok
@@ -58,7 +59,7 @@ def test_job_marks_oom_samples_teacher_error_and_keeps_the_rest(tmp_path, tiny_t
     real = load_teacher(tiny_teacher, GroundingSettings(), device="cpu")
 
     class OomOnSomeCaptions:
-        teacher_id, revision, device = real.teacher_id, real.revision, "cpu"
+        teacher_id, revision, device, concurrent_calls = real.teacher_id, real.revision, "cpu", 1
 
         def predict(self, requests):
             if any("red" in r.caption for r in requests):

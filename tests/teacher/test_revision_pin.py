@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from teacher.tiny import write_tiny_teacher
-from teacher.tiny_clip import write_tiny_clip
+from teacher.clip.tiny import write_tiny_clip
+from teacher.grounding_dino.tiny import write_tiny_teacher
 from tests.project import ROOT
 
 OLD, NEW = "1" * 40, "2" * 40

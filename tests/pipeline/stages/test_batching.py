@@ -9,10 +9,10 @@ import pytest
 
 from pipeline.config import build_config
 from pipeline.stages.batching import ShapeBatcher, padding_efficiency
-from pipeline.stages.images import teacher_size
 from pipeline.stages.prepare import PreparedShard, ShardPreparer, TeacherBatch
 from pipeline.tools.sample_shards import write_sample_shards
 from schemas import Status
+from teacher.resize import teacher_size
 from tests.project import SHARED as SHARED_DATA
 
 

@@ -1,4 +1,5 @@
-"""`python -m teacher.tiny DIR`: write a tiny randomly initialised Grounding DINO checkpoint.
+"""`glip-tiny-teacher DIR` (`python -m teacher.grounding_dino.tiny DIR`): write a tiny randomly
+initialised Grounding DINO checkpoint.
 
 It is a real `transformers` checkpoint (safetensors weights, config, tokenizer, image processor
 config) with a WordPiece vocabulary built offline, so tests and the demo load it through exactly
@@ -7,24 +8,11 @@ the code path of a real checkpoint such as `IDEA-Research/grounding-dino-tiny`.
 
 from __future__ import annotations
 
-import argparse
 import string
 import sys
 from pathlib import Path
-from typing import Any, Callable
 
-COMMON_WORDS = """
-a an the of in on at to with and or for from by near next under over behind front top side
-man woman person people child children boy girl baby family couple group crowd player team
-dog cat horse bird cow sheep animal fish car truck bus bike bicycle motorcycle boat train plane
-house building street road city tree trees flower flowers grass field park beach sea ocean water
-river lake mountain mountains sky cloud clouds snow sun light table chair sofa bed room kitchen
-window door wall floor shirt hat dress jacket shoes glasses bag ball frisbee food plate cup
-red blue green yellow white black brown orange pink purple gray grey old young small large big
-little wooden stone glass modern vintage beautiful happy smiling sitting standing walking running
-playing holding wearing looking photo image picture background view stock vector illustration
-""".split()
-
+from teacher.tiny_checkpoints import COMMON_WORDS, checkpoint_cli
 
 # Grounding DINO's modelling code hard-codes BERT's ids of [CLS], [SEP], "." and "?" to split the
 # text attention; the vocabulary keeps them at those ids, as bert-base-uncased does.
@@ -84,20 +72,9 @@ def write_tiny_teacher(out_dir: str | Path, seed: int = 0) -> Path:
     return out
 
 
-def checkpoint_cli(argv: list[str] | None, prog: str, description: str, write: Callable[..., Any], what: str) -> int:
-    """`python -m PROG OUT_DIR [--seed N]`: write a tiny random checkpoint with `write(out_dir, seed=N)`."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument("out_dir", help="directory to write the checkpoint to")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
-    args = parser.parse_args(argv)
-    path = write(args.out_dir, seed=args.seed)
-    print(f"wrote {what} to {path}")
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
-    return checkpoint_cli(argv, "python -m teacher.tiny", __doc__.splitlines()[0], write_tiny_teacher,
-                          "tiny Grounding DINO teacher")
+    return checkpoint_cli(argv, "glip-tiny-teacher", "Write a tiny randomly initialised Grounding DINO checkpoint.",
+                          write_tiny_teacher, "tiny Grounding DINO teacher")
 
 
 if __name__ == "__main__":

@@ -48,9 +48,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from schemas.errors import describe_error
-from teacher.checkpoints import CheckpointError, locate_checkpoint
-from teacher.fast.precision import autocast_dtype
+from teacher.precision import autocast_dtype
+from teacher.pretrained import load_pretrained
 from teacher.protocol import DEFAULT_PRECISION, Detection, TeacherRequest
 
 
@@ -96,23 +95,16 @@ class ClipRescorer:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size = batch_size
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        found = locate_checkpoint(spec, "CLIP", allow_pickle=allow_pickle, revision=revision)
-        path, pin = found.path, found.hub_pin
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path, revision=pin, trust_remote_code=False)
-            self.image_processor = AutoImageProcessor.from_pretrained(path, revision=pin, trust_remote_code=False)
-            self.model = CLIPModel.from_pretrained(
-                path, revision=pin, trust_remote_code=False, use_safetensors=None if allow_pickle else True
-            )
-        except (OSError, ValueError) as exc:  # ValueError: files present but unusable (tokenizer, config)
-            raise CheckpointError(
-                f"cannot load CLIP checkpoint {spec} ({describe_error(exc)}); give a directory with config.json, "
-                "safetensors weights, tokenizer and preprocessor_config.json (python -m teacher.tiny_clip DIR "
-                "writes a tiny one), an s3:// prefix, or a Hugging Face id reachable from this machine"
-            ) from exc
-        self.model.eval().to(self.device)
+        loaded = load_pretrained(
+            spec, "CLIP", CLIPModel, {"tokenizer": AutoTokenizer, "image_processor": AutoImageProcessor},
+            device=self.device, allow_pickle=allow_pickle, revision=revision,
+            fix="give a directory with config.json, safetensors weights, tokenizer and preprocessor_config.json "
+                "(python -m teacher.clip.tiny DIR writes a tiny one), an s3:// prefix, or a Hugging Face id "
+                "reachable from this machine")
+        self.model = loaded.model
+        self.tokenizer, self.image_processor = loaded.parts["tokenizer"], loaded.parts["image_processor"]
         self.rescorer_id = spec
-        self.revision = found.recorded_revision(self.model.config)
+        self.revision = loaded.revision
         self.max_text_len = int(self.model.config.text_config.max_position_embeddings)
         self.autocast_dtype = autocast_dtype(self.device, DEFAULT_PRECISION)
 
@@ -157,7 +149,7 @@ class ClipRescorer:
         return box_scores, image_scores
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        """bf16 autocast on a GPU (`teacher.fast.precision.autocast_dtype`), else nothing."""
+        """bf16 autocast on a GPU (`teacher.precision.autocast_dtype`), else nothing."""
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.split(":")[0], dtype=self.autocast_dtype)

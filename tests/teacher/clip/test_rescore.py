@@ -15,9 +15,9 @@ import torch
 from transformers import CLIPModel, CLIPProcessor
 
 from teacher.checkpoints import CheckpointError, local_revision
+from teacher.clip.rescore import ClipRescorer, box_pixels, image_confidence, rescored
+from teacher.clip.tiny import write_tiny_clip
 from teacher.protocol import Detection, TeacherRequest
-from teacher.rescore import ClipRescorer, box_pixels, image_confidence, rescored
-from teacher.tiny_clip import write_tiny_clip
 
 CAPTION = "a dog on the grass next to a red car and a dog"
 SPANS = [(0, 5), (9, 18), (27, 36), (41, 46)]  # a dog, the grass, a red car, a dog

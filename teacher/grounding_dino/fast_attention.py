@@ -24,7 +24,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from teacher.fast.msda_triton import kernel_supported_on, msda_triton, triton_import_error
+from teacher.grounding_dino.fast.msda_triton import kernel_supported_on, msda_triton, triton_import_error
 
 logger = logging.getLogger(__name__)
 

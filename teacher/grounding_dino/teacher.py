@@ -17,10 +17,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from schemas.errors import describe_error
-from teacher.checkpoints import CheckpointError, locate_checkpoint, read_json
-from teacher.fast.host_sync import tensor_checks_skipped
-from teacher.fast.precision import autocast_dtype, precast_weights
+from teacher.checkpoints import read_json
 from teacher.grounding import (
     cxcywh_to_xyxy,
     merge_detections,
@@ -30,6 +27,9 @@ from teacher.grounding import (
     select_from_best,
     unpack_best_phrases,
 )
+from teacher.grounding_dino.fast.host_sync import tensor_checks_skipped
+from teacher.precision import autocast_dtype, precast_weights
+from teacher.pretrained import load_pretrained
 from teacher.prompts import Prompt, build_prompts
 from teacher.protocol import DEFAULT_PRECISION, Detection, GroundingSettings, TeacherRequest
 
@@ -57,22 +57,12 @@ class GroundingDinoTeacher:
 
         self.settings = settings
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        found = locate_checkpoint(spec, "teacher", allow_pickle=allow_pickle, revision=revision)
-        path, pin, is_dir = found.path, found.hub_pin, found.is_dir
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path, revision=pin, trust_remote_code=False)
-            self.model = AutoModelForZeroShotObjectDetection.from_pretrained(
-                path, revision=pin, trust_remote_code=False, use_safetensors=None if allow_pickle else True
-            )
-        except OSError as exc:
-            raise CheckpointError(
-                f"cannot load teacher checkpoint {spec} ({describe_error(exc)}); "
-                "give a local directory with config.json and safetensors weights, an s3:// prefix, "
-                "or a Hugging Face id reachable from this machine"
-            ) from exc
-        self.model.eval().to(self.device)
+        loaded = load_pretrained(spec, "teacher", AutoModelForZeroShotObjectDetection, {"tokenizer": AutoTokenizer},
+                                 device=self.device, allow_pickle=allow_pickle, revision=revision)
+        self.model, self.tokenizer = loaded.model, loaded.parts["tokenizer"]
+        path, is_dir = loaded.checkpoint.path, loaded.checkpoint.is_dir
         self.teacher_id = spec
-        self.revision = found.recorded_revision(self.model.config)
+        self.revision = loaded.revision
         self.max_text_len = int(getattr(self.model.config, "max_text_len", 256))
         proc = read_json(Path(path) / "preprocessor_config.json") if is_dir else {}
         mean = proc.get("image_mean", IMAGENET_MEAN)
@@ -88,7 +78,7 @@ class GroundingDinoTeacher:
         self.fast_modules = 0
         fast_path = fast and self.device.startswith("cuda")
         # The fast path also skips transformers' tensor checks inside the forward: each one makes
-        # the host wait for the GPU (teacher/fast/host_sync.py).
+        # the host wait for the GPU (teacher/grounding_dino/fast/host_sync.py).
         self.skip_tensor_checks = fast_path
         if fast_path:
             self.fast_modules = _install_fast_path(self.model)
@@ -241,7 +231,7 @@ class GroundingDinoTeacher:
 def _install_fast_path(model: torch.nn.Module) -> int:
     """Swap in the fused deformable-attention kernel; fall back to eager when unavailable."""
     try:
-        from teacher.fast_attention import install_fast_attention
+        from teacher.grounding_dino.fast_attention import install_fast_attention
     except ImportError as exc:
         log.warning("fast deformable attention unavailable (%s); using the eager path", exc)
         return 0

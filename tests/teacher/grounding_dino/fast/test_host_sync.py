@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers.models.grounding_dino import modeling_grounding_dino
 
-from teacher.fast.host_sync import HostSyncAudit, tensor_checks_skipped
+from teacher.grounding_dino.fast.host_sync import HostSyncAudit, tensor_checks_skipped
 from teacher.load import load_teacher
 from teacher.protocol import GroundingSettings, TeacherRequest
 

@@ -7,7 +7,7 @@ import numpy as np
 from transformers import AutoTokenizer
 
 from teacher.load import load_teacher
-from teacher.protocol import GroundingSettings, TeacherRequest
+from teacher.protocol import GroundingSettings, Teacher, TeacherRequest, concurrent_calls
 
 
 def test_tiny_checkpoint_files_and_tokenizer(tiny_teacher):
@@ -74,6 +74,7 @@ def test_concurrent_predict_calls_give_the_sequential_results(tiny_teacher):
             concurrent = [rounded(out) for out in pool.map(teacher.predict, batches)]
         assert concurrent == sequential
     assert teacher.concurrent_calls == 1  # a CPU teacher's forward already uses every core
+    assert isinstance(teacher, Teacher) and concurrent_calls(teacher) == 1
 
 
 def test_concurrent_calls_never_see_each_others_tokenizer_settings(tiny_teacher):

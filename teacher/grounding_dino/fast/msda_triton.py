@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import torch
 
-from teacher.fast.msda_reference import check_msda_shapes, shape_list
+from teacher.grounding_dino.fast.msda_reference import check_msda_shapes, shape_list
 
 SUPPORTED_VALUE_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
@@ -40,7 +40,7 @@ def _jitted_kernel(interpret: bool) -> Any:
     """The kernel wrapped by `triton.jit`; `interpret` is part of the cache key only."""
     import triton
 
-    source = importlib.import_module("teacher.fast.msda_kernel")
+    source = importlib.import_module("teacher.grounding_dino.fast.msda_kernel")
     return triton.jit(source.msda_forward_kernel)
 
 

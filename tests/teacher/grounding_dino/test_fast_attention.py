@@ -20,8 +20,12 @@ from transformers import (  # noqa: E402
     SwinConfig,
 )
 
-import teacher.fast_attention as fast_attention  # noqa: E402
-from teacher.fast_attention import fast_attention_report, install_fast_attention, uninstall_fast_attention  # noqa: E402
+import teacher.grounding_dino.fast_attention as fast_attention  # noqa: E402
+from teacher.grounding_dino.fast_attention import (  # noqa: E402
+    fast_attention_report,
+    install_fast_attention,
+    uninstall_fast_attention,
+)
 
 TEXT_LEN = 16
 # Not square, so that x/y mix-ups show; 64 x 96 gives levels 8x12, 4x6, 2x3, 1x2 (128 rows: one

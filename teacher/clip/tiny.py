@@ -1,15 +1,15 @@
-"""`python -m teacher.tiny_clip DIR`: write a tiny randomly initialised CLIP checkpoint.
+"""`python -m teacher.clip.tiny DIR`: write a tiny randomly initialised CLIP checkpoint.
 
-Like `teacher.tiny` for the grounding teacher: a real `transformers` checkpoint (safetensors
-weights, config, tokenizer, image processor config), built offline, so the re-scoring tests load
+Like `teacher.grounding_dino.tiny` for the grounding teacher: a real `transformers` checkpoint
+(safetensors weights, config, tokenizer, image processor config), built offline, so the re-scoring tests load
 it through exactly the code path of `openai/clip-vit-base-patch32`.
 
 The tokenizer is CLIP's own kind, a byte-level BPE (`CLIPTokenizer`: vocab + merges), not a BERT
 WordPiece: CLIPModel would accept any ids, but the real checkpoints' lower-casing, splitting and
 `</w>` word ends would then go untested, and the text tower pools at the first end-of-text id,
 which CLIP's tokenizer puts after the truncated text. The vocabulary is the 256 byte symbols,
-the same with `</w>`, merges that spell the caption words of `teacher.tiny`, and the two special
-tokens; any text tokenises without unknown tokens (unseen words fall back to bytes).
+the same with `</w>`, merges that spell the caption words of `teacher.tiny_checkpoints`, and the
+two special tokens; any text tokenises without unknown tokens (unseen words fall back to bytes).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from teacher.tiny import COMMON_WORDS, checkpoint_cli
+from teacher.tiny_checkpoints import COMMON_WORDS, checkpoint_cli
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 TEXT_LEN = 77  # CLIP's context length
@@ -118,7 +118,7 @@ def write_tiny_clip(out_dir: str | Path, seed: int = 0) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return checkpoint_cli(argv, "python -m teacher.tiny_clip", __doc__.splitlines()[0], write_tiny_clip, "tiny CLIP")
+    return checkpoint_cli(argv, "python -m teacher.clip.tiny", __doc__.splitlines()[0], write_tiny_clip, "tiny CLIP")
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ from typing import Callable, Sequence
 
 import torch
 
-from teacher.fast.msda_reference import msda_reference
-from teacher.fast.msda_triton import kernel_supported_on, msda_triton
+from teacher.grounding_dino.fast.msda_reference import msda_reference
+from teacher.grounding_dino.fast.msda_triton import kernel_supported_on, msda_triton
 
 
 def _sync(device: torch.device) -> None:

@@ -142,7 +142,7 @@ def _has_mask_index(args: tuple) -> bool:
     return any(getattr(i, "dtype", None) in (torch.bool, torch.uint8) for i in indices)
 
 
-_PROJECT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_PROJECT = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, os.pardir))  # teacher/grounding_dino/fast/
 
 
 def _caller() -> str:

@@ -4,7 +4,7 @@ The kernel uses only Triton builtins (`tl.full`, not `tl.zeros`, which is itself
 helper): the interpreter then works even when Triton was imported before TRITON_INTERPRET was
 set, as happens whenever transformers is imported first.
 
-Only `teacher.fast.msda_triton` imports it, lazily, and wraps `msda_forward_kernel` with
+Only `teacher.grounding_dino.fast.msda_triton` imports it, lazily, and wraps `msda_forward_kernel` with
 `triton.jit` at that moment: Triton decides between compiling and interpreting
 (`TRITON_INTERPRET=1`) when `jit` runs, so decorating here at import time would freeze the
 choice for the whole process.

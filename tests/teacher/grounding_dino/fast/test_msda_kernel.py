@@ -14,8 +14,8 @@ pytest.importorskip("triton")
 
 from transformers.models.grounding_dino.modeling_grounding_dino import MultiScaleDeformableAttention  # noqa: E402
 
-from teacher.fast.msda_reference import msda_reference  # noqa: E402
-from teacher.fast.msda_triton import kernel_supported_on, msda_triton  # noqa: E402
+from teacher.grounding_dino.fast.msda_reference import msda_reference  # noqa: E402
+from teacher.grounding_dino.fast.msda_triton import kernel_supported_on, msda_triton  # noqa: E402
 
 
 @pytest.fixture
@@ -163,7 +163,7 @@ def test_kernel_compiles_for_hopper_with_vector_loads(monkeypatch: pytest.Monkey
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    from teacher.fast import msda_kernel
+    from teacher.grounding_dino.fast import msda_kernel
 
     kernel = triton.jit(msda_kernel.msda_forward_kernel)
     signature = {

@@ -27,7 +27,7 @@ from PIL import Image, ImageOps
 from pipeline.stages.images import decode_for_teacher
 from pipeline.stages.reader import iter_samples
 from teacher.grounding import cxcywh_to_xyxy
-from teacher.grounding_dino import GroundingDinoTeacher
+from teacher.grounding_dino.teacher import GroundingDinoTeacher
 from teacher.protocol import GroundingSettings, TeacherRequest
 from tests.project import SHARED
 

@@ -1,7 +1,0 @@
-"""Fast inference paths for the teacher: a fused multi-scale deformable attention kernel.
-
-The public entry points live in `teacher.fast_attention`; this package holds the pieces:
-`msda_reference` (plain PyTorch, the definition of the operation) and `msda_triton` (the
-Triton launcher; Triton is imported only when a kernel is first needed, so that
-`TRITON_INTERPRET=1` set by a test or a user before the first call takes effect).
-"""

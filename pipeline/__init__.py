@@ -6,7 +6,7 @@
     run_record.py   _runs/RUN_ID.json and the summary
     stages/         one shard's stages, pure: list inputs, read, prepare (parse, decode, batch), write
     runners/        what drives the stages: on Ray (actors) or in one process
-    io/             storage (local and s3://), the output layout and lock, committed shards
+    io/             the output layout and lock, committed shards (bytes go through `storage/`)
     training/       the loader a student trains from
     tools/          verify, inspect, gallery, export, evaluate against gold, sample shards
 

@@ -7,6 +7,7 @@ import logging
 import os
 import threading
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -162,4 +163,4 @@ def test_shared_memory_asked_for_but_too_small_is_refused_with_the_sizes(tmp_pat
     monkeypatch.setattr(shm_transport, "shm_free_bytes", lambda: 2**20)
     cfg = build_config({"input": str(generated_shards / "*.tar"), "output": str(tmp_path / "out"), "teacher": tiny_teacher})
     with pytest.raises(ValueError, match=r"has 1 MB free but batches in flight may need \d+ MB"):
-        InProcessRunner(plan_run(cfg), object(), cpu_workers=2, transport="shm")
+        InProcessRunner(plan_run(cfg), SimpleNamespace(concurrent_calls=1), cpu_workers=2, transport="shm")
